@@ -1,0 +1,71 @@
+# Every target bootstraps what it needs (Debian packages, .venv, data, MathJax) and skips what is done.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMPS := .stamps
+MATHJAX_VERSION := 3.2.2
+DEBIAN_PACKAGES := dataset-fashion-mnist chromium chromium-driver
+PYTEST_ARGS ?=
+
+.PHONY: all book test setup system venv data mathjax clean lock help
+.DEFAULT_GOAL := help
+
+help:
+	@echo "make book   - set up everything, then build the website into _build/html"
+	@echo "make test   - set up everything, then run the whole test suite"
+	@echo "make setup  - only the set-up (Debian packages, .venv, data, MathJax)"
+
+setup: system venv data mathjax
+
+# Debian packages: the Fashion-MNIST files and a browser for the site tests.
+system: $(STAMPS)/system
+$(STAMPS)/system:
+	@mkdir -p $(STAMPS)
+	@if dpkg -s $(DEBIAN_PACKAGES) >/dev/null 2>&1; then \
+	  echo "Debian packages present: $(DEBIAN_PACKAGES)"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBIAN_PACKAGES); \
+	elif command -v sudo >/dev/null; then \
+	  sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBIAN_PACKAGES); \
+	else \
+	  echo "WARNING: cannot install $(DEBIAN_PACKAGES) (not root, no sudo);" \
+	       "data will be downloaded by torchvision and browser tests will skip." >&2; \
+	fi
+	@touch $@
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: requirements.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	@touch $@
+
+data: $(STAMPS)/data
+$(STAMPS)/data: $(VENV)/.installed $(STAMPS)/system course_lib/data.py
+	$(PY) -m course_lib.data prepare
+	@touch $@
+
+# MathJax 3 from the npm registry, served by the site itself (no CDN at view time).
+mathjax: _extra/mathjax/tex-chtml.js
+_extra/mathjax/tex-chtml.js:
+	@rm -rf _extra/mathjax $(STAMPS)/mathjax-pack && mkdir -p _extra $(STAMPS)/mathjax-pack
+	cd $(STAMPS)/mathjax-pack && npm pack --silent mathjax@$(MATHJAX_VERSION) >/dev/null
+	tar -xzf $(STAMPS)/mathjax-pack/mathjax-$(MATHJAX_VERSION).tgz -C $(STAMPS)/mathjax-pack
+	mv $(STAMPS)/mathjax-pack/package/es5 _extra/mathjax
+	@rm -rf $(STAMPS)/mathjax-pack
+
+book: setup
+	$(VENV)/bin/jupyter-book build . --path-output . -W --keep-going
+	@echo "Open _build/html/index.html"
+
+test: setup
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+lock:
+	$(PY) -m pip freeze --exclude-editable | sort -f > requirements.txt.new
+	@echo "Review requirements.txt.new and move it over requirements.txt"
+
+clean:
+	rm -rf _build $(STAMPS)

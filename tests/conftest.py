@@ -1,0 +1,53 @@
+"""Shared fixtures: the repository root, CUDA skipping, and executing chapters with papermill."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAPTERS = ROOT / "chapters"
+EXECUTED = ROOT / "_build" / "test-notebooks"  # executed copies, reused by the site test
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device; none on this machine")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
+def chapter_notebooks() -> list[Path]:
+    return sorted(CHAPTERS.glob("*.ipynb"))
+
+
+def test_parameters(notebook: Path) -> dict:
+    """The fast parameters a chapter declares for the tests (notebook metadata ``course.test_parameters``)."""
+    meta = json.loads(notebook.read_text(encoding="utf-8"))["metadata"]
+    return meta.get("course", {}).get("test_parameters", {})
+
+
+def execute_chapter(notebook: Path) -> Path:
+    """Run ``notebook`` with its test parameters (once per source version) and return the executed copy."""
+    import papermill
+
+    params = test_parameters(notebook)
+    key = hashlib.sha256(notebook.read_bytes() + json.dumps(params, sort_keys=True).encode()).hexdigest()
+    EXECUTED.mkdir(parents=True, exist_ok=True)
+    out, stamp = EXECUTED / notebook.name, EXECUTED / f"{notebook.stem}.key"
+    if out.exists() and stamp.exists() and stamp.read_text() == key:
+        return out
+    papermill.execute_notebook(
+        str(notebook), str(out), parameters=params, cwd=str(notebook.parent),
+        kernel_name="python3", progress_bar=False, request_save_on_cell_execute=False,
+    )
+    stamp.write_text(key)
+    return out
