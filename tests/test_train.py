@@ -1,0 +1,181 @@
+"""The training loop: exact resume, seeding, schedules, clipping, metrics, against torch references."""
+from __future__ import annotations
+
+import matplotlib
+import pytest
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import accuracy_score
+from torch import nn
+
+from course_lib.checkpoint import load_weights, save_weights
+from course_lib.data import load_digits
+from course_lib.train import History, evaluate, fit, plot_history, predict
+
+
+def digits(n=600):
+    images, labels = load_digits()
+    return images[:n], labels[:n]
+
+
+def small_cnn(seed=0, dropout=0.3):
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),  # (N, 8, 4, 4)
+        nn.Flatten(), nn.Dropout(dropout), nn.Linear(8 * 4 * 4, 10),
+    )
+
+
+def random_flip(x):
+    """Augmentation that draws from the global torch RNG (must be restored on resume)."""
+    flip = torch.rand(len(x)) < 0.5
+    return torch.where(flip[:, None, None, None], x.flip(-1), x)
+
+
+def run(epochs, checkpoint_path=None, resume=False):
+    model = small_cnn()
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.7)
+    train, val = digits(500), digits(600)
+    history = fit(model, train, (val[0][500:], val[1][500:]), epochs=epochs, batch_size=64,
+                  optimizer=optimizer, scheduler=scheduler, device="cpu", augment=random_flip,
+                  checkpoint_path=checkpoint_path, resume=resume, progress=False, seed=3)
+    return model, history
+
+
+def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
+    ckpt = tmp_path / "run.pt"
+    straight, straight_history = run(epochs=4)
+    run(epochs=2, checkpoint_path=ckpt)  # "interrupted" after 2 epochs
+    resumed, resumed_history = run(epochs=4, checkpoint_path=ckpt, resume=True)
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), f"{name} differs after resume: max |diff| = {(a - b).abs().max()}"
+    for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr"):
+        assert getattr(straight_history, key) == getattr(resumed_history, key), key
+    assert len(resumed_history.seconds) == 4
+
+
+def test_same_seed_same_run_other_seed_other_run():
+    train = digits(300)
+    runs = []
+    for seed in (0, 0, 1):
+        model = small_cnn()
+        fit(model, train, epochs=1, batch_size=32, device="cpu", progress=False, seed=seed)
+        runs.append(torch.cat([p.flatten() for p in model.parameters()]))
+    assert torch.equal(runs[0], runs[1]), "same seed must give the same parameters"
+    assert not torch.equal(runs[0], runs[2]), "another seed must shuffle (and drop out) differently"
+
+
+def test_fit_learns_digits():
+    images, labels = load_digits()
+    model = small_cnn(dropout=0.0)
+    history = fit(model, (images[:1200], labels[:1200]), (images[1200:], labels[1200:]), epochs=8,
+                  batch_size=32, optimizer=torch.optim.Adam(model.parameters(), lr=3e-3), device="cpu",
+                  progress=False)
+    assert history.val_acc[-1] > 0.9, f"validation accuracy only {history.val_acc}"
+    assert history.train_loss[-1] < history.train_loss[0] / 3, history.train_loss
+
+
+def test_evaluate_and_predict_match_torch_and_sklearn():
+    images, labels = digits(700)
+    model = small_cnn()
+    model.train()  # evaluate and predict must switch dropout and BatchNorm to eval mode themselves
+    loss, acc = evaluate(model, (images, labels), batch_size=64)
+    model.eval()
+    with torch.no_grad():
+        logits = model(images)
+    assert abs(loss - F.cross_entropy(logits, labels).item()) < 1e-5
+    assert acc == pytest.approx(accuracy_score(labels.numpy(), logits.argmax(1).numpy()))
+    model.train()
+    torch.testing.assert_close(predict(model, images, batch_size=100), logits)
+    assert model.training, "evaluate/predict must restore the training mode"
+
+
+def test_clipping_scales_the_gradient_to_the_given_norm():
+    images, labels = digits(64)
+    model = small_cnn(dropout=0.0)
+    model[1] = nn.Identity()  # no BatchNorm: one batch then equals one full-batch gradient step
+    before = [p.detach().clone() for p in model.parameters()]
+    F.cross_entropy(model(images), labels).backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    norm = torch.cat([g.flatten() for g in grads]).norm()
+    clip = 0.1 * norm.item()
+    fit(model, (images, labels), epochs=1, batch_size=64, optimizer=torch.optim.SGD(model.parameters(), lr=1.0),
+        clip_grad_norm=clip, device="cpu", progress=False)
+    for p0, p, g in zip(before, model.parameters(), grads):  # reference: p - lr * g * c / ||g||
+        torch.testing.assert_close(p.detach(), p0 - g * clip / norm, rtol=1e-4, atol=1e-6)
+
+
+def test_step_lr_is_stepped_once_per_epoch():
+    model = small_cnn()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.1)
+    history = fit(model, digits(100), epochs=5, optimizer=optimizer, scheduler=scheduler,
+                  device="cpu", progress=False)
+    expected = [0.1 * 0.1 ** (epoch // 2) for epoch in range(5)]  # lr_e = lr_0 * gamma^(e // step)
+    assert history.lr == pytest.approx(expected)
+
+
+def test_reduce_on_plateau_gets_the_validation_loss():
+    seen = []
+
+    class Recording(torch.optim.lr_scheduler.ReduceLROnPlateau):
+        def step(self, metrics):
+            seen.append(float(metrics))
+            super().step(metrics)
+
+    model = small_cnn()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    history = fit(model, digits(200), digits(300), epochs=3, optimizer=optimizer,
+                  scheduler=Recording(optimizer), device="cpu", progress=False)
+    assert seen == history.val_loss
+
+
+def test_one_cycle_stepped_per_batch():
+    model = small_cnn()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    epochs, steps = 3, 4  # 100 examples in batches of 25
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.1, total_steps=epochs * steps)
+    fit(model, digits(100), epochs=epochs, batch_size=25, optimizer=optimizer, scheduler=scheduler,
+        scheduler_interval="batch", device="cpu", progress=False)  # one step too many would raise
+    assert scheduler.last_epoch == epochs * steps
+
+
+def test_bfloat16_autocast_and_channels_last_on_cpu():
+    model = small_cnn()
+    history = fit(model, digits(200), digits(260), epochs=2, amp=True, channels_last=True, device="cpu",
+                  progress=False)
+    assert all(torch.isfinite(torch.tensor(history.train_loss + history.val_loss)))
+    assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert history.train_loss[-1] < history.train_loss[0]
+
+
+@pytest.mark.cuda
+def test_float16_mixed_precision_on_cuda():
+    model = small_cnn()
+    history = fit(model, digits(600), digits(700), epochs=3, amp=True, channels_last=True, device="cuda",
+                  progress=False, clip_grad_norm=1.0)
+    assert next(model.parameters()).dtype == torch.float32  # master weights stay float32
+    assert history.val_acc[-1] > 0.5
+
+
+def test_weights_round_trip(tmp_path):
+    source, target = small_cnn(seed=0), small_cnn(seed=1)
+    load_weights(target, save_weights(source, tmp_path / "w.pt"))
+    for a, b in zip(source.state_dict().values(), target.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="scheduler_interval"):
+        fit(small_cnn(), digits(10), epochs=1, scheduler_interval="step", progress=False)
+    with pytest.raises(ValueError, match="checkpoint_path"):
+        fit(small_cnn(), digits(10), epochs=1, resume=True, progress=False)
+
+
+def test_plot_history():
+    history = History(train_loss=[1.0, 0.5], train_acc=[0.5, 0.8], val_loss=[1.1, 0.7], val_acc=[0.4, 0.7],
+                      lr=[0.1, 0.01], seconds=[1.0, 1.0])
+    fig = plot_history(history)
+    assert isinstance(fig, matplotlib.figure.Figure) and len(fig.axes) == 3
+    assert len(fig.axes[0].lines) == 2
