@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,6 @@ ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = ROOT / "chapters"
 EXECUTED = ROOT / "_build" / "test-notebooks"  # executed copies, reused by the site test
 
-os.environ.setdefault("MPLBACKEND", "Agg")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -29,7 +27,7 @@ def chapter_notebooks() -> list[Path]:
     return sorted(CHAPTERS.glob("*.ipynb"))
 
 
-def test_parameters(notebook: Path) -> dict:
+def fast_parameters(notebook: Path) -> dict:
     """The fast parameters a chapter declares for the tests (notebook metadata ``course.test_parameters``)."""
     meta = json.loads(notebook.read_text(encoding="utf-8"))["metadata"]
     return meta.get("course", {}).get("test_parameters", {})
@@ -39,7 +37,7 @@ def execute_chapter(notebook: Path) -> Path:
     """Run ``notebook`` with its test parameters (once per source version) and return the executed copy."""
     import papermill
 
-    params = test_parameters(notebook)
+    params = fast_parameters(notebook)
     key = hashlib.sha256(notebook.read_bytes() + json.dumps(params, sort_keys=True).encode()).hexdigest()
     EXECUTED.mkdir(parents=True, exist_ok=True)
     out, stamp = EXECUTED / notebook.name, EXECUTED / f"{notebook.stem}.key"

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from conftest import chapter_notebooks, execute_chapter, test_parameters
+from conftest import chapter_notebooks, execute_chapter, fast_parameters
 
 NOTEBOOKS = chapter_notebooks()
 
@@ -27,7 +27,7 @@ def test_chapter_has_parameters_cell(notebook):
     nb = json.loads(notebook.read_text(encoding="utf-8"))
     tagged = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1, f"{notebook.name} needs exactly one cell tagged 'parameters', found {len(tagged)}"
-    params = test_parameters(notebook)
+    params = fast_parameters(notebook)
     for name in params:
         assert f"{name} =" in tagged[0]["source"], (
             f"{notebook.name}: test parameter {name!r} is not set in its parameters cell")
