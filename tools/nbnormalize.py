@@ -2,8 +2,9 @@
 
     python tools/nbnormalize.py [--check] [NOTEBOOK ...]   (default: every tracked *.ipynb)
 
-Keeps the cell tags (``parameters``, nbgrader's cell metadata) and the notebook's ``course``
-metadata (its fast test parameters); drops outputs, execution counts, ids and editor state.
+Keeps the cell tags (``parameters``), nbgrader's cell metadata, Jupyter's ``deletable``/``editable``
+locks and the notebook's ``course`` metadata (its fast test parameters); drops outputs, execution
+counts, ids and editor state.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 
 KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
 LANGUAGE_INFO = {"name": "python"}
-KEPT_CELL_METADATA = ("tags", "nbgrader")
+KEPT_CELL_METADATA = ("tags", "nbgrader", "deletable", "editable")  # the last two lock nbgrader cells in Jupyter
 KEPT_NOTEBOOK_METADATA = ("course",)
 
 

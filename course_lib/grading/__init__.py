@@ -1,0 +1,25 @@
+"""Checks shared by the assignments' visible tests, their hidden tests, the student's self-check
+and the project's own tests — plus the instructor's nbgrader commands (:mod:`course_lib.grading.cli`).
+
+A check takes the student's callable, compares it with PyTorch's own op on seeded inputs and raises
+:class:`CheckFailure` with the case, its inputs and the difference (shape, dtype, values with the
+tolerance used). Tolerances are defined once, in :data:`TOLERANCES`. Checks keep no notebook state,
+so they can also run a student's function in another process.
+
+Example (in an assignment's test cell)::
+
+    from course_lib.grading import check_conv2d
+    check_conv2d(conv2d_loops)
+"""
+from course_lib.grading.compare import TOLERANCES, CheckFailure, describe_difference, tolerance
+from course_lib.grading.conv_checks import (CONV_CASES, SIZE_CASES, ConvCase, SizeCase, check_conv2d,
+                                            check_conv2d_backward, check_conv_output_size, check_im2col)
+from course_lib.grading.pool_checks import (POOL_CASES, PoolCase, check_avg_pool2d, check_avg_pool2d_backward,
+                                            check_max_pool2d, check_max_pool2d_backward)
+
+__all__ = [
+    "TOLERANCES", "CheckFailure", "describe_difference", "tolerance",
+    "SizeCase", "ConvCase", "PoolCase", "SIZE_CASES", "CONV_CASES", "POOL_CASES",
+    "check_conv_output_size", "check_im2col", "check_conv2d", "check_conv2d_backward",
+    "check_max_pool2d", "check_avg_pool2d", "check_max_pool2d_backward", "check_avg_pool2d_backward",
+]

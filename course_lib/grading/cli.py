@@ -1,0 +1,191 @@
+"""The instructor's commands around nbgrader: release, autograde, grades, feedback.
+
+    python -m course_lib.grading release   [ASSIGNMENT ...]            solutions/ -> assignments/
+    python -m course_lib.grading autograde ASSIGNMENT [--submissions DIR]
+    python -m course_lib.grading grades    [--output grades.csv]
+    python -m course_lib.grading feedback  ASSIGNMENT
+
+Every command runs nbgrader in the course directory (``--root``, default the repository), because
+nbgrader reads ``nbgrader_config.py`` only from its working directory, and with the virtual
+environment's ``bin/`` on ``PATH`` (nbgrader calls ``alembic`` from there). Students are graded in
+one nbgrader call (its start-up alone costs seconds), always with ``--force`` so that re-grading works.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+MATHJAX = REPO / "_extra" / "mathjax"
+#: The files of MathJax 3 a feedback page needs: the TeX-to-CHTML bundle and its web fonts.
+MATHJAX_FILES = ("tex-chtml.js", "output/chtml/fonts/woff-v2")
+STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+# nbconvert's feedback template loads MathJax 2 from a CDN between these two comments.
+_MATHJAX_BLOCK = re.compile(r"<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->", re.S)
+LOCAL_MATHJAX = """<!-- MathJax 3, served from the folder next to this page (no CDN) -->
+    <script>
+    window.MathJax = {
+      tex: {inlineMath: [['$', '$'], ['\\\\(', '\\\\)']], displayMath: [['$$', '$$'], ['\\\\[', '\\\\]']],
+            processEscapes: true, processEnvironments: true, tags: 'ams'},
+      options: {ignoreHtmlClass: 'tex2jax_ignore', processHtmlClass: 'tex2jax_process'}
+    };
+    </script>
+    <script defer src="mathjax/tex-chtml.js"></script>"""
+
+
+def nbgrader(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``nbgrader ARGS`` in the course directory ``root``; its log goes to our stderr."""
+    if not (root / "nbgrader_config.py").exists():
+        raise FileNotFoundError(f"no nbgrader_config.py in {root}: nbgrader would silently use defaults")
+    env = dict(os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    cmd = [sys.executable, "-m", "nbgrader", *args]
+    result = subprocess.run(cmd, cwd=root, env=env)
+    if check and result.returncode:
+        raise subprocess.CalledProcessError(result.returncode, cmd)
+    return result
+
+
+def assignments(root: Path) -> list[str]:
+    """The assignments in ``solutions/``, by folder name."""
+    return sorted(p.name for p in (root / "solutions").iterdir() if p.is_dir() and any(p.glob("*.ipynb")))
+
+
+def release(root: Path, names: list[str]) -> list[Path]:
+    """Regenerate ``assignments/NAME/`` from ``solutions/NAME/`` and normalise the notebooks."""
+    written = []
+    for name in names or assignments(root):
+        nbgrader(root, "generate_assignment", name, "--create", "--force")
+        written += sorted((root / "assignments" / name).glob("*.ipynb"))
+    # The same normalisation as every committed notebook, so that the release is reproducible.
+    subprocess.run([sys.executable, str(REPO / "tools" / "nbnormalize.py"), *map(str, written)], check=True)
+    return written
+
+
+def collect(root: Path, assignment: str, folder: Path) -> list[str]:
+    """Copy a folder of submissions into nbgrader's ``submitted/STUDENT/ASSIGNMENT/``.
+
+    Accepts ``folder/STUDENT.ipynb`` (one-notebook assignments) and ``folder/STUDENT/*.ipynb``.
+    """
+    notebooks = sorted((root / "assignments" / assignment).glob("*.ipynb"))
+    if not notebooks:
+        raise FileNotFoundError(f"assignment {assignment!r} has no released notebook in {root / 'assignments'}")
+    students = []
+    for entry in sorted(folder.iterdir()):
+        student = entry.stem if entry.suffix == ".ipynb" else entry.name
+        if not STUDENT_ID.match(student):
+            print(f"skipping {entry}: {student!r} is not a valid student id", file=sys.stderr)
+            continue
+        files = [entry] if entry.is_file() else sorted(entry.glob("*.ipynb"))
+        if entry.is_file():
+            if entry.suffix != ".ipynb":
+                continue
+            if len(notebooks) != 1:
+                raise ValueError(f"{entry}: {assignment} has {len(notebooks)} notebooks; use a folder per student")
+        dest = root / "submitted" / student / assignment
+        dest.mkdir(parents=True, exist_ok=True)
+        for f in files:
+            shutil.copyfile(f, dest / (notebooks[0].name if entry.is_file() else f.name))
+        students.append(student)
+    return students
+
+
+def autograde(root: Path, assignment: str) -> dict[str, float | None]:
+    """Grade every submission of ``assignment`` in one nbgrader call; ``{student: score or None}``.
+
+    A submission that nbgrader cannot grade (an unreadable notebook, ...) is reported as ``None``;
+    it does not stop the others.
+    """
+    result = nbgrader(root, "autograde", assignment, "--force", check=False)
+    scores = submission_scores(root, assignment)
+    failed = sorted(s for s, v in scores.items() if v is None)
+    if result.returncode and not failed:
+        raise RuntimeError(f"nbgrader autograde failed (exit code {result.returncode}); see its log above")
+    return scores
+
+
+def submission_scores(root: Path, assignment: str) -> dict[str, float | None]:
+    """Autograded score of every submitted student (``None``: submitted but not graded)."""
+    from nbgrader.api import Gradebook
+
+    submitted = sorted(p.parent.name for p in (root / "submitted").glob(f"*/{assignment}"))
+    scores: dict[str, float | None] = {}
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+        for student in submitted:
+            graded = (root / "autograded" / student / assignment).is_dir()
+            scores[student] = gb.find_submission(assignment, student).score if graded else None
+    return scores
+
+
+def export_grades(root: Path, output: Path) -> Path:
+    """All grades as CSV (nbgrader's own export: one row per student and assignment)."""
+    nbgrader(root, "export", "--to", str(output.resolve()))
+    with output.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    print(f"{len(rows)} rows written to {output}")
+    return output
+
+
+def localize_mathjax(html: Path, mathjax: Path = MATHJAX) -> None:
+    """Point a feedback page at a copy of MathJax 3 next to it, instead of nbconvert's CDN MathJax 2."""
+    text = html.read_text(encoding="utf-8")
+    if not _MATHJAX_BLOCK.search(text):
+        raise ValueError(f"{html}: no nbconvert MathJax block found; has the feedback template changed?")
+    html.write_text(_MATHJAX_BLOCK.sub(lambda _: LOCAL_MATHJAX, text), encoding="utf-8")
+    for item in MATHJAX_FILES:
+        source, dest = mathjax / item, html.parent / "mathjax" / item
+        if not source.exists():
+            raise FileNotFoundError(f"{source} is missing: run `make mathjax` first")
+        if source.is_dir():
+            shutil.copytree(source, dest, dirs_exist_ok=True)
+        else:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, dest)
+
+
+def feedback(root: Path, assignment: str, mathjax: Path = MATHJAX) -> list[Path]:
+    """Generate each student's feedback HTML, with maths typeset offline."""
+    nbgrader(root, "generate_feedback", assignment, "--force")
+    pages = sorted((root / "feedback").glob(f"*/{assignment}/*.html"))
+    for page in pages:
+        localize_mathjax(page, mathjax)
+    return pages
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m course_lib.grading", description=__doc__.split("\n")[0])
+    parser.add_argument("--root", type=Path, default=Path.cwd(), help="the course directory (default: here)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("release", help="regenerate assignments/ from solutions/").add_argument("assignment", nargs="*")
+    grade = sub.add_parser("autograde", help="grade every submission of an assignment")
+    grade.add_argument("assignment")
+    grade.add_argument("--submissions", type=Path, help="first copy FOLDER/STUDENT.ipynb or FOLDER/STUDENT/*.ipynb in")
+    sub.add_parser("grades", help="export all grades as CSV").add_argument("--output", type=Path, default=Path("grades.csv"))
+    sub.add_parser("feedback", help="generate feedback HTML for every graded student").add_argument("assignment")
+    args = parser.parse_args(argv)
+    root = args.root.resolve()
+    if args.command == "release":
+        for path in release(root, args.assignment):
+            print(f"released {path.relative_to(root)}")
+    elif args.command == "autograde":
+        if args.submissions:
+            print(f"collected {len(collect(root, args.assignment, args.submissions))} submissions")
+        scores = autograde(root, args.assignment)
+        for student, score in scores.items():
+            print(f"{student:24s} {'NOT GRADED (see the log above)' if score is None else f'{score:g}'}")
+    elif args.command == "grades":
+        export_grades(root, args.output if args.output.is_absolute() else root / args.output)
+    elif args.command == "feedback":
+        for page in feedback(root, args.assignment):
+            print(f"feedback {page.relative_to(root)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

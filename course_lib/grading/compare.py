@@ -1,0 +1,100 @@
+"""Compare a student's tensor with the reference and say precisely what differs.
+
+The message follows ``torch.testing.assert_close``: first the type, then the shape, then the dtype,
+then the values — how many elements differ, the greatest absolute and relative difference and where,
+and the tolerance that was used. Two tensors are close where
+
+.. math::  |got - expected| \\le atol + rtol \\cdot |expected| .
+
+The tolerances live in one table, :data:`TOLERANCES`, keyed by dtype and device type; every check,
+test and grader reads them from there.
+"""
+from __future__ import annotations
+
+import torch
+
+#: ``(dtype, device type) -> (rtol, atol)``. CPU values are ``torch.testing.assert_close``'s
+#: defaults; CUDA float32 is looser because matrix products there may run in TF32 (10-bit mantissa).
+TOLERANCES: dict[tuple[torch.dtype, str], tuple[float, float]] = {
+    (torch.float64, "cpu"): (1e-7, 1e-7),
+    (torch.float32, "cpu"): (1.3e-6, 1e-5),
+    (torch.float16, "cpu"): (1e-3, 1e-5),
+    (torch.bfloat16, "cpu"): (1.6e-2, 1e-5),
+    (torch.float64, "cuda"): (1e-7, 1e-7),
+    (torch.float32, "cuda"): (1e-3, 1e-4),
+    (torch.float16, "cuda"): (1e-3, 1e-5),
+    (torch.bfloat16, "cuda"): (1.6e-2, 1e-5),
+    (torch.float32, "mps"): (1e-4, 1e-4),
+    (torch.float16, "mps"): (1e-3, 1e-5),
+}
+
+
+class CheckFailure(AssertionError):
+    """A check found a difference between the student's result and the reference."""
+
+
+def tolerance(dtype: torch.dtype, device: torch.device | str) -> tuple[float, float]:
+    """``(rtol, atol)`` for comparing tensors of ``dtype`` computed on ``device``.
+
+    Raises:
+        ValueError: no tolerance is defined for this dtype and device type.
+    """
+    key = (dtype, torch.device(device).type)
+    if key not in TOLERANCES:
+        raise ValueError(f"no tolerance defined for dtype={dtype} on device type {key[1]!r}; "
+                         f"known: {sorted((str(d), t) for d, t in TOLERANCES)}")
+    return TOLERANCES[key]
+
+
+def _index(flat: int, shape: torch.Size) -> tuple[int, ...]:
+    return tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), shape))
+
+
+def describe_difference(got, expected: torch.Tensor, what: str = "output") -> str | None:
+    """Why ``got`` is not close to ``expected``, or ``None`` when it is.
+
+    Args:
+        got: the student's value (anything; a non-tensor is reported as such).
+        expected: the reference tensor; its dtype and device set the tolerance.
+        what: the name of the value in the message, e.g. ``"grad_input"``.
+    """
+    if not isinstance(got, torch.Tensor):
+        return f"{what}: expected a torch.Tensor, got {type(got).__name__}"
+    if got.shape != expected.shape:
+        return f"{what}: wrong shape: expected {tuple(expected.shape)}, got {tuple(got.shape)}"
+    if got.dtype != expected.dtype:
+        return f"{what}: wrong dtype: expected {expected.dtype}, got {got.dtype} (keep the input's dtype)"
+    if got.device != expected.device:
+        return f"{what}: wrong device: expected {expected.device}, got {got.device} (keep the input's device)"
+    rtol, atol = tolerance(expected.dtype, expected.device)
+    got64, exp64 = got.detach().double().cpu(), expected.detach().double().cpu()
+    close = torch.isclose(got64, exp64, rtol=rtol, atol=atol, equal_nan=False)
+    if bool(close.all()):
+        return None
+    total, bad = close.numel(), int((~close).sum())
+    abs_diff = (got64 - exp64).abs().nan_to_num(nan=float("inf"))
+    rel_diff = abs_diff / exp64.abs()
+    rel_diff = rel_diff.nan_to_num(nan=0.0)  # 0/0: equal zeros
+    a, r = int(abs_diff.argmax()), int(rel_diff.argmax())
+    return (f"{what}: tensors are not close!\n"
+            f"  Mismatched elements: {bad} / {total} ({100 * bad / total:.1f}%)\n"
+            f"  Greatest absolute difference: {abs_diff.flatten()[a].item():.6g} at index "
+            f"{_index(a, got.shape)}: expected {exp64.flatten()[a].item():.6g}, got "
+            f"{got64.flatten()[a].item():.6g} (up to {atol:g} allowed)\n"
+            f"  Greatest relative difference: {rel_diff.flatten()[r].item():.6g} at index "
+            f"{_index(r, got.shape)} (up to {rtol:g} allowed)")
+
+
+def fail(check: str, case: str, params: str, problem: str) -> CheckFailure:
+    """The exception a check raises: which check, which case, its inputs, and what went wrong."""
+    return CheckFailure(f"{check} failed on case {case!r}\n  inputs: {params}\n{problem}")
+
+
+def call_student(check: str, case: str, params: str, fn, *args, **kwargs):
+    """Call the student's ``fn``; an exception (other than "not implemented yet") names the case."""
+    try:
+        return fn(*args, **kwargs)
+    except NotImplementedError:
+        raise
+    except Exception as err:  # the student's bug, reported with the input that triggered it
+        raise fail(check, case, params, f"your function raised {type(err).__name__}: {err}") from err

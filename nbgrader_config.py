@@ -1,0 +1,22 @@
+"""nbgrader's configuration for the course (read from the working directory: run nbgrader from the
+repository root, or through ``python -m course_lib.grading``, which does it for you)."""
+c = get_config()  # noqa: F821 (injected by nbgrader)
+
+c.CourseDirectory.course_id = "convnets-and-beyond"
+c.CourseDirectory.source_directory = "solutions"
+c.CourseDirectory.release_directory = "assignments"
+# submitted/, autograded/, feedback/ and gradebook.db live next to this file (all git-ignored).
+
+# Every test cell may take this long; a whole assignment runs in well under a minute.
+c.Execute.timeout = 120
+
+# Warnings (torch, numpy, a stray print to sys.stderr) must not cost points: nbgrader scores any
+# stderr output in a test cell as a failure, so drop stderr streams after execution. Exceptions
+# are "error" outputs, not stderr, and still score zero.
+c.IgnorePattern.enabled = True
+c.IgnorePattern.pattern = r"[\s\S]"
+
+# A student who deletes a test cell gets it back (with its hidden tests) and is graded on it;
+# edited test cells are restored from the gradebook anyway (their checksums differ).
+c.OverwriteCells.add_missing_cells = True
+
