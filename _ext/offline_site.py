@@ -11,7 +11,8 @@ def _dedupe_scripts(app, pagename, templatename, context, doctree):
         return
     seen, unique = set(), []
     for script in scripts:
-        key = (str(script), getattr(script, "attributes", {}).get("body", ""))
+        # the same file or inline body, whatever priority each copy was registered with (None and "" both mean inline)
+        key = (getattr(script, "filename", str(script)) or "", getattr(script, "attributes", {}).get("body", ""))
         if key not in seen:
             seen.add(key)
             unique.append(script)
