@@ -54,6 +54,7 @@ class LMHistory:
 
     train_loss: list = field(default_factory=list)
     val_loss: list = field(default_factory=list)
+    val_step: list = field(default_factory=list)  # number of updates done when val_loss was measured
     grad_norm: list = field(default_factory=list)
     seconds: list = field(default_factory=list)
 
@@ -107,6 +108,7 @@ def train_char_lm(model: nn.Module, train: tuple, val: tuple | None = None, *, e
                 break
         if val is not None:
             history.val_loss.append(evaluate_lm(model, *val))
+            history.val_step.append(len(history.train_loss))
         history.seconds.append(time.perf_counter() - tic)
         if max_seconds is not None and time.perf_counter() - start > max_seconds:
             break
