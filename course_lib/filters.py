@@ -67,3 +67,12 @@ def gabor_kernel(size: int, theta: float, wavelength: float, sigma: float | None
     envelope = torch.exp(-(u_rot ** 2 + gamma ** 2 * v_rot ** 2) / (2 * sigma ** 2))
     kernel = envelope * torch.cos(2 * math.pi * u_rot / wavelength + phase)
     return kernel - kernel.mean()
+
+
+def grating(size: int, theta: float, wavelength: float, phase: float = 0.0,
+            dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A sinusoidal grating ``cos(2π u'/λ + ψ)`` with stripes normal to ``theta``: the stimulus of
+    orientation-tuning experiments (the bars Hubel and Wiesel showed to a cat)."""
+    u = torch.arange(size, dtype=dtype) - size // 2
+    v, u = torch.meshgrid(u, u, indexing="ij")
+    return torch.cos(2 * math.pi * (u * math.cos(theta) + v * math.sin(theta)) / wavelength + phase)
