@@ -123,3 +123,13 @@ def test_transposed_conv_checkers_a_constant_input_resize_conv_does_not():
             out = G.upsample(torch.ones(1, 16, 7, 7))
         energies[mode] = gan.checkerboard_energy(out).item()
     assert energies["transpose"] > 0.1 and energies["resize"] < 1e-6, energies
+
+
+@pytest.mark.cuda
+def test_gan_step_on_cuda():
+    G, D = _tiny_gan()
+    G, D = G.cuda(), D.cuda()
+    real = torch.rand(16, 1, 28, 28, device="cuda") * 2 - 1
+    opt_G, opt_D = (torch.optim.Adam(m.parameters(), 2e-4, betas=(0.5, 0.999)) for m in (G, D))
+    stats = gan.gan_step(G, D, real, opt_G, opt_D, z_dim=8, generator=torch.Generator().manual_seed(0))
+    assert all(torch.isfinite(torch.tensor(v)) for v in stats.values())

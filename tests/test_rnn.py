@@ -159,3 +159,17 @@ def test_clip_grad_norm_matches_torch(max_norm):
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-6)
     clipped = torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in ours]))
     assert clipped <= max_norm * (1 + 1e-5) or max_norm > norm
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("mode", ["lstm", "gru"])
+def test_lecture_cells_match_cudnn_on_cuda(mode):
+    """On a GPU torch's layers run cuDNN's kernels: our cells must match those too (float32)."""
+    torch_rnn = {"lstm": nn.LSTM, "gru": nn.GRU}[mode](I, H, num_layers=2, bidirectional=True).cuda()
+    _randomise(torch_rnn)
+    ours = rnn_sequence.from_torch(torch_rnn)
+    xs = _inputs(dtype=torch.float32)[0].cuda()
+    torch.testing.assert_close(ours(xs)[0], torch_rnn(xs)[0], rtol=1e-4, atol=1e-4)
+    if mode == "gru":  # the lecture's reset-before-product GRU is a different function
+        lecture = rnn_sequence.from_torch(torch_rnn, reset_after=False)
+        assert (lecture(xs)[0] - torch_rnn(xs)[0]).abs().max() > 1e-3
