@@ -94,3 +94,28 @@ def test_gates_keep_the_shape_and_reject_bad_arguments():
         attention.ChannelAttention(4, 16)
     with pytest.raises(ValueError, match="shape"):
         attention.spatial_softmax(torch.randn(3, 4))
+
+
+@pytest.mark.parametrize("kind", ["none", "pool", "se", "cbam"])
+def test_attention_cnn_variants(kind):
+    from course_lib.models.attention_cnn import AttentionCNN
+
+    model = AttentionCNN(attention=kind, widths=(8, 16, 32)).eval()
+    x = torch.randn(3, 1, 28, 28)
+    assert model(x).shape == (3, 10)
+    assert model.features(x).shape == (3, 32, 7, 7)
+    blocks = {"se": attention.SqueezeExcitation, "cbam": attention.CBAM}
+    if kind in blocks:
+        assert sum(isinstance(m, blocks[kind]) for m in model.modules()) == 3  # one per stage
+    with pytest.raises(ValueError, match="attention"):
+        AttentionCNN(attention="spatial")
+
+
+def test_attention_cnn_gap_head_makes_cam_exact():
+    from course_lib.cam import class_activation_map
+    from course_lib.models.attention_cnn import AttentionCNN
+
+    model = AttentionCNN(widths=(8, 16, 32)).double().eval()
+    x = torch.randn(2, 1, 28, 28, dtype=torch.float64)
+    maps = class_activation_map(model.features(x), model.fc.weight, 7)
+    torch.testing.assert_close(maps.mean(dim=(1, 2)), model(x)[:, 7] - model.fc.bias[7])
