@@ -15,6 +15,7 @@ help:
 	@echo "make book   - set up everything, then build the website into _build/html"
 	@echo "make test   - set up everything, then run the whole test suite"
 	@echo "make setup  - only the set-up (Debian packages, .venv, data, MathJax)"
+	@echo "make release | autograde | grades | feedback - homework, for instructors (see README)"
 
 setup: system venv data mathjax
 
@@ -69,3 +70,25 @@ lock:
 
 clean:
 	rm -rf _build $(STAMPS)
+
+# ---- Instructors: homework with nbgrader (README, "For instructors (grading)") ----------------
+# make release                                    regenerate assignments/ from solutions/ (commit it)
+# make autograde [ASSIGNMENT=a1_convolution] [SUBMISSIONS=folder]   grade every submission at once
+# make grades                                     write grades.csv
+# make feedback [ASSIGNMENT=a1_convolution]       feedback/STUDENT/ASSIGNMENT/*.html, maths offline
+ASSIGNMENT ?= a1_convolution
+SUBMISSIONS ?=
+GRADING := $(PY) -m course_lib.grading
+
+.PHONY: release autograde grades feedback
+release: setup
+	$(GRADING) release
+
+autograde: setup
+	$(GRADING) autograde $(ASSIGNMENT) $(if $(SUBMISSIONS),--submissions $(SUBMISSIONS))
+
+grades: setup
+	$(GRADING) grades --output grades.csv
+
+feedback: setup
+	$(GRADING) feedback $(ASSIGNMENT)

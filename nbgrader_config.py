@@ -11,10 +11,11 @@ c.CourseDirectory.release_directory = "assignments"
 c.Execute.timeout = 120
 
 # Warnings (torch, numpy, a stray print to sys.stderr) must not cost points: nbgrader scores any
-# stderr output in a test cell as a failure, so drop stderr streams after execution. Exceptions
-# are "error" outputs, not stderr, and still score zero.
-c.IgnorePattern.enabled = True
-c.IgnorePattern.pattern = r"[\s\S]"
+# stderr output in a test cell as a failure, so right after execution stderr becomes ordinary output
+# marked "[stderr]" (still shown in the feedback). Exceptions still score zero.
+from course_lib.grading.nbgrader_plugins import autograde_preprocessors  # noqa: E402
+
+c.Autograde.autograde_preprocessors = autograde_preprocessors()
 
 # A student who deletes a test cell gets it back (with its hidden tests) and is graded on it;
 # edited test cells are restored from the gradebook anyway (their checksums differ).

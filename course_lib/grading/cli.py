@@ -1,9 +1,9 @@
 """The instructor's commands around nbgrader: release, autograde, grades, feedback.
 
-    python -m course_lib.grading release   [ASSIGNMENT ...]            solutions/ -> assignments/
-    python -m course_lib.grading autograde ASSIGNMENT [--submissions DIR]
-    python -m course_lib.grading grades    [--output grades.csv]
-    python -m course_lib.grading feedback  ASSIGNMENT
+    python -m course_lib.grading release   [ASSIGNMENT ...]          solutions/ -> assignments/
+    python -m course_lib.grading autograde ASSIGNMENT [--submissions DIR]   grade every submission
+    python -m course_lib.grading grades    [--output grades.csv]     every score as CSV
+    python -m course_lib.grading feedback  ASSIGNMENT                feedback/STUDENT/ASSIGNMENT/*.html
 
 Every command runs nbgrader in the course directory (``--root``, default the repository), because
 nbgrader reads ``nbgrader_config.py`` only from its working directory, and with the virtual
@@ -23,8 +23,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 MATHJAX = REPO / "_extra" / "mathjax"
-#: The files of MathJax 3 a feedback page needs: the TeX-to-CHTML bundle and its web fonts.
-MATHJAX_FILES = ("tex-chtml.js", "output/chtml/fonts/woff-v2")
+#: The MathJax 3 bundle a feedback page loads. SVG output, unlike CHTML, needs no web fonts, which
+#: browsers refuse to load for a page opened from disk (file://), as a student opens the feedback.
+MATHJAX_SCRIPT = "tex-svg.js"
 STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 # nbconvert's feedback template loads MathJax 2 from a CDN between these two comments.
@@ -37,7 +38,7 @@ LOCAL_MATHJAX = """<!-- MathJax 3, served from the folder next to this page (no 
       options: {ignoreHtmlClass: 'tex2jax_ignore', processHtmlClass: 'tex2jax_process'}
     };
     </script>
-    <script defer src="mathjax/tex-chtml.js"></script>"""
+    <script defer src="mathjax/tex-svg.js"></script>"""
 
 
 def nbgrader(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -123,11 +124,36 @@ def submission_scores(root: Path, assignment: str) -> dict[str, float | None]:
     return scores
 
 
+GRADE_COLUMNS = ("student_id", "assignment", "score", "max_score", "autograded", "needs_manual_grade")
+
+
 def export_grades(root: Path, output: Path) -> Path:
-    """All grades as CSV (nbgrader's own export: one row per student and assignment)."""
-    nbgrader(root, "export", "--to", str(output.resolve()))
-    with output.open(newline="") as f:
-        rows = list(csv.DictReader(f))
+    """One CSV row per student and assignment: the score so far, and what still needs doing.
+
+    ``autograded`` is false for a missing or ungradable submission (its score is then 0);
+    ``needs_manual_grade`` is true until an instructor has marked the hand-graded answers.
+    """
+    from nbgrader.api import Gradebook, MissingEntry
+
+    rows = []
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+        for assignment in gb.assignments:
+            for student in gb.students:
+                row = {"student_id": student.id, "assignment": assignment.name, "score": 0.0,
+                       "max_score": assignment.max_score, "autograded": False, "needs_manual_grade": False}
+                try:
+                    submission = gb.find_submission(assignment.name, student.id)
+                except MissingEntry:
+                    rows.append(row)
+                    continue
+                if (root / "autograded" / student.id / assignment.name).is_dir():
+                    row.update(score=submission.score, autograded=True,
+                               needs_manual_grade=submission.needs_manual_grade)
+                rows.append(row)
+    with output.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=GRADE_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
     print(f"{len(rows)} rows written to {output}")
     return output
 
@@ -138,15 +164,11 @@ def localize_mathjax(html: Path, mathjax: Path = MATHJAX) -> None:
     if not _MATHJAX_BLOCK.search(text):
         raise ValueError(f"{html}: no nbconvert MathJax block found; has the feedback template changed?")
     html.write_text(_MATHJAX_BLOCK.sub(lambda _: LOCAL_MATHJAX, text), encoding="utf-8")
-    for item in MATHJAX_FILES:
-        source, dest = mathjax / item, html.parent / "mathjax" / item
-        if not source.exists():
-            raise FileNotFoundError(f"{source} is missing: run `make mathjax` first")
-        if source.is_dir():
-            shutil.copytree(source, dest, dirs_exist_ok=True)
-        else:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, dest)
+    source = mathjax / MATHJAX_SCRIPT
+    if not source.is_file():
+        raise FileNotFoundError(f"{source} is missing: run `make mathjax` first")
+    (html.parent / "mathjax").mkdir(exist_ok=True)
+    shutil.copyfile(source, html.parent / "mathjax" / MATHJAX_SCRIPT)
 
 
 def feedback(root: Path, assignment: str, mathjax: Path = MATHJAX) -> list[Path]:

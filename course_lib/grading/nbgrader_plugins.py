@@ -1,0 +1,34 @@
+"""nbgrader plug-ins used by ``nbgrader_config.py`` (instructors only; students never import this).
+
+nbgrader gives a test cell zero points when its output contains an error *or any stderr stream*
+(``nbgrader.utils.determine_grade``). A ``UserWarning`` from PyTorch, a NumPy ``RuntimeWarning`` or
+a debugging ``print(..., file=sys.stderr)`` would then cost a student the points of a test that
+passed. :class:`StderrToStdout` runs right after execution and turns those streams into ordinary
+output marked ``[stderr]``: they no longer decide the grade, and the feedback still shows them.
+Exceptions are ``error`` outputs, untouched, and still score zero.
+"""
+from __future__ import annotations
+
+from nbgrader.converters import Autograde
+from nbgrader.preprocessors import IgnorePattern, NbGraderPreprocessor
+
+
+class StderrToStdout(NbGraderPreprocessor):
+    """Rewrite every stderr stream of a code cell as stdout, each line prefixed with ``[stderr]``."""
+
+    def preprocess_cell(self, cell, resources, cell_index):
+        if cell.cell_type == "code":
+            for output in cell.outputs:
+                if output.output_type == "stream" and output.name == "stderr":
+                    output.name = "stdout"
+                    output.text = "".join(f"[stderr] {line}" for line in output.text.splitlines(keepends=True))
+        return cell, resources
+
+
+def autograde_preprocessors() -> list:
+    """nbgrader's autograde pipeline with :class:`StderrToStdout` in the place of ``IgnorePattern``
+    (the slot nbgrader reserves for cleaning stderr after execution)."""
+    default = Autograde.class_traits()["autograde_preprocessors"].default()
+    if IgnorePattern not in default:
+        raise ValueError(f"nbgrader's autograde preprocessors changed ({default}); revisit StderrToStdout")
+    return [StderrToStdout if p is IgnorePattern else p for p in default]

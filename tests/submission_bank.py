@@ -1,0 +1,166 @@
+"""A bank of realistic submissions of assignment 1, built from the released notebook.
+
+Each student starts from ``assignments/a1_convolution/a1_convolution.ipynb`` (what students download)
+and fills its solution cells with the reference solution's code, changed the way real students get
+it wrong. The expected scores are worked out by hand in ``EXPECTED`` (per test cell), so a grading
+change that moves a point shows up as a failing test.
+
+    python tests/submission_bank.py OUT_DIR     writes OUT_DIR/<student>.ipynb, to look at or to grade
+"""
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ASSIGNMENT = "a1_convolution"
+RELEASE = ROOT / "assignments" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+SOLUTION = ROOT / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+
+#: Points of every autograded test cell (the written answer, 4 points, is graded by hand).
+POINTS = {
+    "test_conv_output_size": 2, "test_conv_output_size_hidden": 2,
+    "test_conv2d_loops": 3, "test_conv2d_loops_hidden": 2,
+    "test_im2col": 2, "test_conv2d_im2col": 2, "test_im2col_hidden": 3,
+    "test_pool_forward": 2, "test_pool_backward": 2, "test_pool_hidden": 2,
+    "test_conv2d_backward": 3, "test_conv2d_backward_hidden": 3,
+}
+FULL = sum(POINTS.values())
+
+
+def _without(*failed: str) -> dict[str, int]:
+    return {cell: 0 if cell in failed else points for cell, points in POINTS.items()}
+
+
+#: Expected autograde score per student and test cell; ``None``: the submission cannot be graded.
+EXPECTED: dict[str, dict[str, int] | None] = {
+    "correct": _without(),
+    "blank": _without(*POINTS),
+    # Never pads: every case with padding > 0 fails (all conv parts); the formula and pooling are fine.
+    "forgot_padding": _without("test_conv2d_loops", "test_conv2d_loops_hidden", "test_im2col",
+                               "test_conv2d_im2col", "test_im2col_hidden", "test_conv2d_backward",
+                               "test_conv2d_backward_hidden"),
+    # Kernel footprint d*k instead of d*(k-1)+1: right for dilation 1, one short for dilation > 1,
+    # so only the hidden tests (which use dilation) catch it — in every part that uses the formula.
+    "off_by_one": _without("test_conv_output_size_hidden", "test_conv2d_loops_hidden", "test_im2col_hidden",
+                           "test_conv2d_backward_hidden"),
+    # A true convolution (kernel flipped), forward and, consistently, backward; im2col itself is fine.
+    "transposed_kernel": _without("test_conv2d_loops", "test_conv2d_loops_hidden", "test_conv2d_im2col",
+                                  "test_im2col_hidden", "test_conv2d_backward", "test_conv2d_backward_hidden"),
+    # Correct, but warns (Python, NumPy, PyTorch) and prints to stderr from inside every part.
+    "noisy_stderr": _without(),
+    # The file is cut in the middle: not JSON. It must not stop the others being graded.
+    "corrupt_json": None,
+    # Forgot the bias and the 1/k^2 of average pooling's gradient, then deleted the failing visible
+    # conv test and replaced the pooling test by a fake "passed" print: nbgrader restores both.
+    "tampered_tests": _without("test_conv2d_loops", "test_conv2d_loops_hidden", "test_pool_backward",
+                               "test_pool_hidden"),
+}
+
+#: A line of every failing check's message that the student's feedback must show.
+FEEDBACK_MESSAGES = {
+    "blank": "NotImplementedError",
+    "forgot_padding": "check_conv2d failed on case '3x3 kernel, padding 1'",
+    "off_by_one": "check_conv_output_size failed on case",
+    "transposed_kernel": "check_conv2d failed on case '3x3 kernel, no padding'",
+    "tampered_tests": "check_avg_pool2d_backward failed on case",
+}
+
+
+def _load(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def solution_code() -> dict[str, str]:
+    """The reference solution of every solution cell, as a student would have typed it."""
+    code = {}
+    for cell in _load(SOLUTION)["cells"]:
+        meta = cell["metadata"].get("nbgrader", {})
+        if meta.get("solution") and cell["cell_type"] == "code":
+            code[meta["grade_id"]] = re.sub(r"\n *### (BEGIN|END) SOLUTION", "", cell["source"])
+    return code
+
+
+def _edit(source: str, old: str, new: str) -> str:
+    if old not in source:
+        raise ValueError(f"the solution changed: {old!r} not found; update tests/submission_bank.py")
+    return source.replace(old, new)
+
+
+def _answers(student: str) -> dict[str, str]:
+    """Source of each solution cell for ``student`` (cells left out stay as released)."""
+    if student == "blank":
+        return {}
+    code = solution_code()
+    if student == "forgot_padding":
+        for cell in ("conv2d_loops", "im2col", "conv2d_backward"):
+            code[cell] = _edit(code[cell], "stride, padding, dilation)", "stride, dilation=dilation)")
+        for cell in ("conv2d_loops", "im2col"):
+            code[cell] = _edit(code[cell], "x = F.pad(input, (padding, padding, padding, padding))", "x = input")
+        code["conv2d_backward"] = _edit(code["conv2d_backward"], "H + 2 * padding, W + 2 * padding", "H, W")
+        code["conv2d_backward"] = _edit(code["conv2d_backward"], "return x[:, :, padding:padding + H, padding:padding + W]",
+                                        "return x")
+    elif student == "off_by_one":
+        code["conv_output_size"] = _edit(code["conv_output_size"], "span = dilation * (kernel_size - 1) + 1",
+                                         "span = dilation * kernel_size")
+    elif student == "transposed_kernel":
+        code["conv2d_loops"] = _edit(code["conv2d_loops"], '"ncab,ocab->no", window, weight)',
+                                     '"ncab,ocab->no", window, weight.flip(-2, -1))')
+        code["im2col"] = _edit(code["im2col"], "out = weight.reshape(C_out, -1) @ columns",
+                               "out = weight.flip(-2, -1).reshape(C_out, -1) @ columns")
+        code["conv2d_backward"] = _edit(code["conv2d_backward"], ".sum(dim=0).reshape(weight.shape)",
+                                        ".sum(dim=0).reshape(weight.shape).flip(-2, -1)")
+        code["conv2d_backward"] = _edit(code["conv2d_backward"], "weight.reshape(C_out, -1).T @ G",
+                                        "weight.flip(-2, -1).reshape(C_out, -1).T @ G")
+    elif student == "noisy_stderr":
+        noise = {
+            "conv_output_size": 'warnings.warn("is my formula right for dilation?")',
+            "conv2d_loops": 'print("debug: conv2d_loops", tuple(input.shape), file=sys.stderr)',
+            "im2col": "np.log(np.zeros(1))  # NumPy's RuntimeWarning: divide by zero",
+            "pooling": "torch.tensor(input)  # PyTorch's UserWarning: copy-construct from a tensor",
+            "conv2d_backward": 'warnings.warn("slow", RuntimeWarning)',
+        }
+        for cell, line in noise.items():  # right after the first function's docstring
+            code[cell] = "import sys, warnings\nimport numpy as np\n\n" + code[cell].replace('"""\n', f'"""\n    {line}\n', 1)
+    elif student == "tampered_tests":
+        code["conv2d_loops"] = _edit(code["conv2d_loops"], "        out += bias.view(1, C_out, 1, 1)", "        pass")
+        code["pooling"] = _edit(code["pooling"], "grad_output[:, :, i, j, None, None] / (k * k)",
+                                "grad_output[:, :, i, j, None, None]")
+    return code
+
+
+def submission(student: str) -> str:
+    """The notebook file ``student`` hands in, as text."""
+    if student == "corrupt_json":
+        text = submission("correct")
+        return text[: len(text) // 2]
+    nb = _load(RELEASE)
+    answers = _answers(student)
+    cells = []
+    for cell in nb["cells"]:
+        grade_id = cell["metadata"].get("nbgrader", {}).get("grade_id")
+        if grade_id in answers:
+            cell["source"] = answers[grade_id]
+        if grade_id == "weight_sharing_answer" and student != "blank":
+            cell["source"] = "Sharing one kernel everywhere assumes that image statistics are the same at every position ..."
+        if student == "tampered_tests" and grade_id == "test_conv2d_loops":
+            continue  # deleted
+        if student == "tampered_tests" and grade_id == "test_pool_backward":
+            cell["source"] = 'print("check_max_pool2d_backward: all 3 cases passed")'
+        cells.append(cell)
+    nb["cells"] = cells
+    return json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
+
+
+def write_bank(folder: Path) -> list[str]:
+    """Write ``folder/<student>.ipynb`` for every student of the bank."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for student in EXPECTED:
+        (folder / f"{student}.ipynb").write_text(submission(student), encoding="utf-8")
+    return list(EXPECTED)
+
+
+if __name__ == "__main__":
+    print(*write_bank(Path(sys.argv[1])), sep="\n")
