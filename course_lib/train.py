@@ -100,11 +100,14 @@ def predict(model, images, batch_size: int = 512, device=None) -> torch.Tensor:
 
 
 def _train_epoch(model, images, labels, *, optimizer, loss_fn, dev, batch_size, generator, scaler,
-                 amp, clip_grad_norm, channels_last, augment, batch_scheduler):
+                 amp, clip_grad_norm, channels_last, augment, batch_scheduler, sampler):
     """One pass over the training data; returns (mean loss, accuracy) measured on the fly."""
     model.train()
+    if sampler is not None:  # e.g. class-balanced: the epoch is the sampler's draw, in its order
+        order = sampler(generator)
+        images, labels = images[order], labels[order]
     total_loss, correct = 0.0, 0
-    for x, y in batches(images, labels, batch_size, shuffle=True, generator=generator):
+    for x, y in batches(images, labels, batch_size, shuffle=sampler is None, generator=generator):
         x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
         if augment is not None:
             x = augment(x)
@@ -129,7 +132,7 @@ def _train_epoch(model, images, labels, *, optimizer, loss_fn, dev, batch_size, 
 def fit(model, train_data, val_data=None, *, epochs, batch_size=128, optimizer=None, scheduler=None,
         loss_fn=None, device=None, clip_grad_norm=None, amp=False, channels_last=False, augment=None,
         checkpoint_path=None, resume=False, progress=True, seed=0,
-        scheduler_interval: str = "epoch") -> History:
+        scheduler_interval: str = "epoch", sampler=None) -> History:
     """Train ``model`` by mini-batch gradient descent for ``epochs`` epochs (counted in total).
 
     Args:
@@ -150,6 +153,8 @@ def fit(model, train_data, val_data=None, *, epochs, batch_size=128, optimizer=N
         progress: show a tqdm bar over the epochs.
         seed: seeds Python, NumPy, torch and the batch-shuffling generator.
         scheduler_interval: ``"epoch"`` or ``"batch"`` (when to call ``scheduler.step()``).
+        sampler: ``sampler(generator) -> indices`` drawing each epoch's examples (e.g.
+            :func:`course_lib.imbalance.balanced_sampler`); default: every example once, shuffled.
 
     Returns:
         The :class:`History` of all epochs, including those before a resume.
@@ -185,7 +190,8 @@ def fit(model, train_data, val_data=None, *, epochs, batch_size=128, optimizer=N
         train_loss, train_acc = _train_epoch(
             model, *train_data, optimizer=optimizer, loss_fn=loss_fn, dev=dev, batch_size=batch_size,
             generator=generator, scaler=scaler, amp=amp, clip_grad_norm=clip_grad_norm,
-            channels_last=channels_last, augment=augment, batch_scheduler=batch_scheduler)
+            channels_last=channels_last, augment=augment, batch_scheduler=batch_scheduler,
+            sampler=sampler)
         if val_data is not None:
             val_loss, val_acc = evaluate(model, val_data, device=dev, loss_fn=loss_fn, amp=amp,
                                          channels_last=channels_last)

@@ -179,3 +179,19 @@ def test_plot_history():
     fig = plot_history(history)
     assert isinstance(fig, matplotlib.figure.Figure) and len(fig.axes) == 3
     assert len(fig.axes[0].lines) == 2
+
+
+def test_sampler_decides_the_examples_of_an_epoch():
+    images, labels = digits(200)
+    seen = []
+
+    def recording_loss(logits, y):
+        seen.append(y.clone())
+        return F.cross_entropy(logits, y)
+
+    picks = (labels == 3).nonzero().squeeze(1)  # a sampler that draws only class 3, 50 times
+    sampler = lambda generator: picks[torch.randint(len(picks), (50,), generator=generator)]  # noqa: E731
+    fit(small_cnn(), (images, labels), epochs=2, batch_size=16, loss_fn=recording_loss, sampler=sampler,
+        device="cpu", progress=False)
+    drawn = torch.cat(seen)
+    assert len(drawn) == 100 and (drawn == 3).all()
