@@ -63,7 +63,7 @@ EXPECTED: dict[str, dict[str, int] | None] = {
 FEEDBACK_MESSAGES = {
     "blank": "NotImplementedError",
     "forgot_padding": "check_conv2d failed on case '3x3 kernel, padding 1'",
-    "off_by_one": "check_conv_output_size failed on case",
+    "off_by_one": "inputs: size=10, kernel_size=3, stride=1, padding=0, dilation=2\nwrong output size: expected 6, got 5",
     "transposed_kernel": "check_conv2d failed on case '3x3 kernel, no padding'",
     "tampered_tests": "check_avg_pool2d_backward failed on case",
 }

@@ -210,6 +210,9 @@ def test_feedback_shows_the_score_and_the_failing_message(feedback):
         assert re.search(rf"Score: {score}(\.0)? / 32(\.0)?", text), f"{student}: score {score} not shown"
         if student in FEEDBACK_MESSAGES:
             assert FEEDBACK_MESSAGES[student] in text, f"{student}: feedback lacks {FEEDBACK_MESSAGES[student]!r}"
+        # Hidden tests report their score and message, never their code (nor in a traceback).
+        for leak in ("HIDDEN TESTS", "SizeCase(", "ConvCase(", "PoolCase("):
+            assert leak not in text, f"{student}: the feedback shows hidden test code ({leak!r})"
 
 
 def test_feedback_typesets_maths_offline(feedback):

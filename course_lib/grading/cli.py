@@ -105,8 +105,10 @@ def autograde(root: Path, assignment: str) -> dict[str, float | None]:
     """
     result = nbgrader(root, "autograde", assignment, "--force", check=False)
     scores = submission_scores(root, assignment)
-    failed = sorted(s for s, v in scores.items() if v is None)
-    if result.returncode and not failed:
+    failed = [s for s, v in scores.items() if v is None]
+    # nbgrader exits with 1 when any submission failed; only a failure of all (or of none, i.e. of
+    # nbgrader itself) points at the set-up rather than at a student.
+    if result.returncode and (not failed or len(failed) == len(scores)):
         raise RuntimeError(f"nbgrader autograde failed (exit code {result.returncode}); see its log above")
     return scores
 
