@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 
 from course_lib.data import FASHION_MNIST_CLASSES
 
@@ -130,13 +131,15 @@ def mean_iou(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> floa
 
 def make_fashion_segmentation(images: torch.Tensor, labels: torch.Tensor, num_samples: int,
                               canvas_size: int = 64, max_items: int = 3, threshold: float = 0.2,
-                              grouping: str = "fine", seed: int = 0):
+                              grouping: str = "fine", fill_holes: bool = True, seed: int = 0):
     """Paste 1..``max_items`` Fashion-MNIST items on a black canvas; the mask says which item is where.
 
     Each sample draws (with a seeded generator) the number of items, the items from ``images``,
     and their top-left corners. A pixel belongs to an item where the item's intensity exceeds
-    ``threshold``; there the item is opaque and its class is written into the mask (later items
-    cover earlier ones). Below the threshold an item is transparent: ``max`` with the canvas.
+    ``threshold`` — or, with ``fill_holes``, where it is enclosed by such pixels (dark prints and
+    shadows inside a garment are still the garment); there the item is opaque and its class is
+    written into the mask (later items cover earlier ones). Elsewhere an item is transparent:
+    ``max`` with the canvas.
 
     Args:
         images, labels: Fashion-MNIST ``(M, 1, 28, 28)`` in [0, 1] and ``(M,)``, e.g. one split.
@@ -145,6 +148,8 @@ def make_fashion_segmentation(images: torch.Tensor, labels: torch.Tensor, num_sa
         max_items: the most items per canvas.
         threshold: intensity above which a pixel is the item's.
         grouping: ``"fine"`` (10 classes + background) or ``"coarse"`` (see :data:`COARSE_GROUPS`).
+        fill_holes: add the enclosed dark pixels to an item's silhouette
+            (``scipy.ndimage.binary_fill_holes``).
         seed: the same seed gives the same data set.
 
     Returns:
@@ -170,6 +175,8 @@ def make_fashion_segmentation(images: torch.Tensor, labels: torch.Tensor, num_sa
             item, cls = images[src, 0], int(to_class[labels[src]])
             region = canvases[n, 0, top:top + h, left:left + w]  # a view: writes go to the canvas
             inside = item > threshold
+            if fill_holes:
+                inside = torch.from_numpy(ndimage.binary_fill_holes(inside.numpy()))
             region.copy_(torch.where(inside, item, torch.maximum(region, item)))
             masks[n, top:top + h, left:left + w][inside] = cls
             placements[n, slot] = torch.tensor([src, cls, top, left])

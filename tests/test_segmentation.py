@@ -120,6 +120,17 @@ def test_fashion_segmentation_is_deterministic_and_masks_follow_the_items():
     assert (masks == 0).any() and canvases.max() <= 1.0
 
 
+def test_fashion_segmentation_fills_enclosed_holes_only_when_asked():
+    ring = torch.zeros(1, 1, 28, 28)
+    ring[0, 0, 4:20, 4:20] = 0.8
+    ring[0, 0, 8:16, 8:16] = 0.05  # a dark print inside the garment
+    for fill, expected_inside in ((True, 16 * 16), (False, 16 * 16 - 8 * 8)):
+        canvases, masks, placements = seg.make_fashion_segmentation(ring, torch.tensor([3]), 1, canvas_size=28,
+                                                                    max_items=1, fill_holes=fill)
+        assert int((masks[0] == 4).sum()) == expected_inside, f"fill_holes={fill}"
+        assert torch.equal(canvases[0, 0], ring[0, 0])  # one item on an empty canvas: the item itself
+
+
 def test_coarse_grouping_and_real_fashion_mnist():
     from course_lib import data
     try:
