@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from course_lib import conv, pool
-from course_lib.grading import (CONV_CASES, POOL_CASES, TOLERANCES, CheckFailure, ConvCase, PoolCase, SizeCase,
+from course_lib.grading import (CONV_CASES, FROM_SCRATCH, POOL_CASES, TOLERANCES, CheckFailure, ConvCase, PoolCase, SizeCase,
                                 check_avg_pool2d, check_avg_pool2d_backward, check_conv2d, check_conv2d_backward,
                                 check_conv_output_size, check_im2col, check_max_pool2d, check_max_pool2d_backward,
                                 describe_difference, tolerance)
@@ -37,16 +37,16 @@ def failure(check, *args, **kwargs) -> str:
 
 def test_correct_implementations_pass_every_check(capsys):
     check_conv_output_size(conv.conv_output_size, cases=[SizeCase(10, 3, 2, 2, 2), SizeCase(227, 11, 4)])
-    for cases in (CONV_CASES, HARD_CONV):
-        check_im2col(im2col, cases)
-        check_conv2d(conv.conv2d_loops, cases)
-        check_conv2d(conv.conv2d, cases)
-        check_conv2d_backward(conv2d_backward, cases)
+    for cases in (CONV_CASES, HARD_CONV):  # course_lib writes them from scratch: nothing forbidden is called
+        check_im2col(im2col, cases, forbidden=FROM_SCRATCH)
+        check_conv2d(conv.conv2d_loops, cases, forbidden=FROM_SCRATCH)
+        check_conv2d(conv.conv2d, cases, forbidden=FROM_SCRATCH)
+        check_conv2d_backward(conv2d_backward, cases, forbidden=FROM_SCRATCH)
     for cases in (POOL_CASES, HARD_POOL):
-        check_max_pool2d(pool.max_pool2d, cases)
-        check_avg_pool2d(pool.avg_pool2d, cases)
-        check_max_pool2d_backward(pool.max_pool2d_backward, cases)
-        check_avg_pool2d_backward(pool.avg_pool2d_backward, cases)
+        check_max_pool2d(pool.max_pool2d, cases, forbidden=FROM_SCRATCH)
+        check_avg_pool2d(pool.avg_pool2d, cases, forbidden=FROM_SCRATCH)
+        check_max_pool2d_backward(pool.max_pool2d_backward, cases, forbidden=FROM_SCRATCH)
+        check_avg_pool2d_backward(pool.avg_pool2d_backward, cases, forbidden=FROM_SCRATCH)
     assert "check_conv2d: all 4 cases passed" in capsys.readouterr().out
 
 
@@ -129,6 +129,28 @@ def test_conv_gradient_bugs_are_caught():
     assert "grad_weight: tensors are not close" in message and "torch.float64" in message
     assert "expected a pair (grad_input, grad_weight)" in failure(
         check_conv2d_backward, lambda g, x, w, **kw: conv2d_backward(g, x, w, **kw)[0])
+
+
+def test_calling_the_reference_op_is_caught_and_undone():
+    original, original_backward = F.conv2d, torch.Tensor.backward
+    message = failure(check_conv2d, lambda x, w, b, **kw: F.conv2d(x, w, b, **kw), forbidden=FROM_SCRATCH)
+    assert "ForbiddenCall: torch.nn.functional.conv2d is what this part asks you to write yourself" in message
+    assert "ForbiddenCall" in failure(check_conv2d, lambda x, w, b, **kw: torch.conv2d(x, w, b, **kw),
+                                      forbidden=FROM_SCRATCH)
+    layer = torch.nn.Conv2d(3, 4, 3)
+    assert "ForbiddenCall" in failure(check_conv2d, lambda x, w, b, **kw: layer(x), forbidden=FROM_SCRATCH)
+    assert "torch.nn.functional.max_pool2d" in failure(check_max_pool2d, lambda x, k, s=None: F.max_pool2d(x, k, s),
+                                                       forbidden=FROM_SCRATCH)
+
+    def autograd_backward(grad_output, input, weight, **kw):
+        x, w = input.clone().requires_grad_(), weight.clone().requires_grad_()
+        (conv.conv2d(x, w, **kw) * grad_output).sum().backward()
+        return x.grad, w.grad
+
+    check_conv2d_backward(autograd_backward)  # right, and allowed without `forbidden`
+    assert "torch.Tensor.backward" in failure(check_conv2d_backward, autograd_backward, forbidden=FROM_SCRATCH)
+    assert F.conv2d is original and torch.Tensor.backward is original_backward and F.conv2d(
+        torch.ones(1, 1, 2, 2), torch.ones(1, 1, 1, 1)).sum() == 4, "the ops must be restored after the check"
 
 
 def test_tolerances_are_one_table_and_decide_closeness():

@@ -176,8 +176,8 @@ def test_tampered_test_cells_are_restored(course, graded):
     assert re.search(r"Attribute 'checksum' for cell test_pool_backward has changed", graded["log"])
     nb = _read(course / "autograded" / "tampered_tests" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
     restored = {_grade_id(c): c["source"] for c in nb["cells"]}
-    assert "check_conv2d(conv2d_loops)" in restored["test_conv2d_loops"]
-    assert "check_avg_pool2d_backward(avg_pool2d_backward)" in restored["test_pool_backward"]
+    assert "check_conv2d(conv2d_loops, forbidden=FROM_SCRATCH)" in restored["test_conv2d_loops"]
+    assert "check_avg_pool2d_backward(avg_pool2d_backward, forbidden=FROM_SCRATCH)" in restored["test_pool_backward"]
 
 
 def test_grades_export_as_csv(course, graded, tmp_path):

@@ -11,14 +11,15 @@ Example (in an assignment's test cell)::
     from course_lib.grading import check_conv2d
     check_conv2d(conv2d_loops)
 """
-from course_lib.grading.compare import TOLERANCES, CheckFailure, describe_difference, tolerance
+from course_lib.grading.compare import (FROM_SCRATCH, TOLERANCES, CheckFailure, ForbiddenCall, describe_difference,
+                                        tolerance)
 from course_lib.grading.conv_checks import (CONV_CASES, SIZE_CASES, ConvCase, SizeCase, check_conv2d,
                                             check_conv2d_backward, check_conv_output_size, check_im2col)
 from course_lib.grading.pool_checks import (POOL_CASES, PoolCase, check_avg_pool2d, check_avg_pool2d_backward,
                                             check_max_pool2d, check_max_pool2d_backward)
 
 __all__ = [
-    "TOLERANCES", "CheckFailure", "describe_difference", "tolerance",
+    "FROM_SCRATCH", "TOLERANCES", "CheckFailure", "ForbiddenCall", "describe_difference", "tolerance",
     "SizeCase", "ConvCase", "PoolCase", "SIZE_CASES", "CONV_CASES", "POOL_CASES",
     "check_conv_output_size", "check_im2col", "check_conv2d", "check_conv2d_backward",
     "check_max_pool2d", "check_avg_pool2d", "check_max_pool2d_backward", "check_avg_pool2d_backward",

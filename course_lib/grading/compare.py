@@ -11,6 +11,10 @@ test and grader reads them from there.
 """
 from __future__ import annotations
 
+import contextlib
+import importlib
+from unittest import mock
+
 import torch
 
 #: ``(dtype, device type) -> (rtol, atol)``. CPU values are ``torch.testing.assert_close``'s
@@ -29,8 +33,43 @@ TOLERANCES: dict[tuple[torch.dtype, str], tuple[float, float]] = {
 }
 
 
+#: The PyTorch ops that assignment 1 asks students to write themselves: its checks compare with
+#: them, so a solution must not call them (pass ``forbidden=FROM_SCRATCH`` to a check).
+FROM_SCRATCH = (
+    "torch.nn.functional.conv2d", "torch.conv2d", "torch.nn.functional.conv_transpose2d",
+    "torch.nn.functional.unfold", "torch.nn.functional.fold",
+    "torch.nn.functional.max_pool2d", "torch.nn.functional.max_pool2d_with_indices", "torch.max_pool2d",
+    "torch.nn.functional.avg_pool2d",
+    "torch.autograd.grad", "torch.autograd.backward", "torch.Tensor.backward",
+)
+
+
 class CheckFailure(AssertionError):
     """A check found a difference between the student's result and the reference."""
+
+
+class ForbiddenCall(RuntimeError):
+    """The student's code called an op that the assignment asks them to write."""
+
+
+@contextlib.contextmanager
+def forbidding(names=()):
+    """Replace each dotted name (``"torch.nn.functional.conv2d"``) by a function that raises
+    :class:`ForbiddenCall`, for the duration of a call of the student's code."""
+    with contextlib.ExitStack() as stack:
+        for name in names:
+            owner_name, attr = name.rsplit(".", 1)
+            try:
+                owner = importlib.import_module(owner_name)
+            except ModuleNotFoundError:  # a class, e.g. torch.Tensor
+                module, cls = owner_name.rsplit(".", 1)
+                owner = getattr(importlib.import_module(module), cls)
+
+            def forbidden(*args, _name=name, **kwargs):
+                raise ForbiddenCall(f"{_name} is what this part asks you to write yourself; do not call it")
+
+            stack.enter_context(mock.patch.object(owner, attr, forbidden))
+        yield
 
 
 def tolerance(dtype: torch.dtype, device: torch.device | str) -> tuple[float, float]:
@@ -90,11 +129,13 @@ def fail(check: str, case: str, params: str, problem: str) -> CheckFailure:
     return CheckFailure(f"{check} failed on case {case!r}\n  inputs: {params}\n{problem}")
 
 
-def call_student(check: str, case: str, params: str, fn, *args, **kwargs):
-    """Call the student's ``fn``; an exception (other than "not implemented yet") names the case."""
-    try:
-        return fn(*args, **kwargs)
-    except NotImplementedError:
-        raise
-    except Exception as err:  # the student's bug, reported with the input that triggered it
-        raise fail(check, case, params, f"your function raised {type(err).__name__}: {err}") from err
+def call_student(check: str, case: str, params: str, forbidden, fn, *args, **kwargs):
+    """Call the student's ``fn`` with the ops in ``forbidden`` disabled; an exception (other than
+    "not implemented yet") is re-raised as a :class:`CheckFailure` that names the case."""
+    with forbidding(forbidden):
+        try:
+            return fn(*args, **kwargs)
+        except NotImplementedError:
+            raise
+        except Exception as err:  # the student's bug, reported with the input that triggered it
+            raise fail(check, case, params, f"your function raised {type(err).__name__}: {err}") from err

@@ -1,7 +1,8 @@
 """Checks for assignment 1's convolution parts, against PyTorch's own ops.
 
 Each ``check_*`` takes the student's function (and optionally its own list of cases, which is how
-the hidden tests pass hidden inputs), runs it on seeded inputs, compares it with the reference
+the hidden tests pass hidden inputs, and ``forbidden``: ops the student's code may not call, e.g.
+:data:`~course_lib.grading.compare.FROM_SCRATCH`), runs it on seeded inputs, compares it with the reference
 (``F.conv1d``'s output length, ``F.unfold``, ``F.conv2d``, autograd through ``F.conv2d`` in
 float64) and raises :class:`~course_lib.grading.compare.CheckFailure` saying which case failed,
 with which inputs, and how. It prints one line when every case passes. A check keeps no state
@@ -85,7 +86,7 @@ def check_conv_output_size(conv_output_size: Callable, cases: Sequence[SizeCase]
         label = f"{number} of {len(cases)}"
         ref = F.conv1d(torch.zeros(1, 1, case.size), torch.zeros(1, 1, case.kernel_size),
                        stride=case.stride, padding=case.padding, dilation=case.dilation).shape[-1]
-        got = call_student("check_conv_output_size", label, case.describe(), conv_output_size,
+        got = call_student("check_conv_output_size", label, case.describe(), (), conv_output_size,
                            case.size, case.kernel_size, stride=case.stride, padding=case.padding,
                            dilation=case.dilation)
         problem = None
@@ -100,14 +101,14 @@ def check_conv_output_size(conv_output_size: Callable, cases: Sequence[SizeCase]
 
 
 def check_im2col(im2col: Callable, cases: Sequence[ConvCase] = CONV_CASES, dtype=torch.float32,
-                 device: str = "cpu") -> None:
+                 device: str = "cpu", forbidden: Sequence[str] = ()) -> None:
     """``im2col(input, kernel_size, dilation, padding, stride)`` against ``F.unfold``: ``(N, C*kH*kW, L)``."""
     for case in cases:
         x, w, _ = case.tensors(dtype, device)
         kernel_size = tuple(w.shape[2:])
         params = f"kernel_size={kernel_size}, " + case.describe(dtype, device)
         expected = F.unfold(x.double(), kernel_size, **case.geometry()).to(dtype)
-        got = call_student("check_im2col", case.name, params, im2col, x, kernel_size, **case.geometry())
+        got = call_student("check_im2col", case.name, params, forbidden, im2col, x, kernel_size, **case.geometry())
         problem = describe_difference(got, expected, "columns")
         if problem:
             raise fail("check_im2col", case.name, params, problem)
@@ -115,7 +116,7 @@ def check_im2col(im2col: Callable, cases: Sequence[ConvCase] = CONV_CASES, dtype
 
 
 def check_conv2d(conv2d: Callable, cases: Sequence[ConvCase] = CONV_CASES, dtype=torch.float32,
-                 device: str = "cpu") -> None:
+                 device: str = "cpu", forbidden: Sequence[str] = ()) -> None:
     """``conv2d(input, weight, bias, stride, padding, dilation)`` against ``F.conv2d``.
 
     The reference is computed in float64 and rounded to ``dtype``, so that the tolerance only has
@@ -125,7 +126,7 @@ def check_conv2d(conv2d: Callable, cases: Sequence[ConvCase] = CONV_CASES, dtype
         x, w, b = case.tensors(dtype, device)
         params = case.describe(dtype, device)
         expected = F.conv2d(x.double(), w.double(), None if b is None else b.double(), **case.geometry()).to(dtype)
-        got = call_student("check_conv2d", case.name, params, conv2d, x, w, b, **case.geometry())
+        got = call_student("check_conv2d", case.name, params, forbidden, conv2d, x, w, b, **case.geometry())
         problem = describe_difference(got, expected)
         if problem:
             raise fail("check_conv2d", case.name, params, problem)
@@ -133,7 +134,7 @@ def check_conv2d(conv2d: Callable, cases: Sequence[ConvCase] = CONV_CASES, dtype
 
 
 def check_conv2d_backward(conv2d_backward: Callable, cases: Sequence[ConvCase] = CONV_CASES,
-                          device: str = "cpu") -> None:
+                          device: str = "cpu", forbidden: Sequence[str] = ()) -> None:
     """``conv2d_backward(grad_output, input, weight, stride, padding, dilation) -> (grad_input, grad_weight)``
     against autograd through ``F.conv2d``, in float64.
 
@@ -150,7 +151,7 @@ def check_conv2d_backward(conv2d_backward: Callable, cases: Sequence[ConvCase] =
         grad_output = torch.randn(out.shape, generator=g, dtype=dtype).to(device)
         grad_x, grad_w = torch.autograd.grad(out, (x, w), grad_output)
         x, w = x.detach(), w.detach()
-        got = call_student("check_conv2d_backward", case.name, params, conv2d_backward,
+        got = call_student("check_conv2d_backward", case.name, params, forbidden, conv2d_backward,
                            grad_output, x, w, **case.geometry())
         if not isinstance(got, (tuple, list)) or len(got) != 2:
             problem = f"expected a pair (grad_input, grad_weight), got {type(got).__name__}"

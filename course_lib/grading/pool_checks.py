@@ -48,20 +48,20 @@ POOL_CASES = (
 _REFERENCES = {"max": F.max_pool2d, "avg": F.avg_pool2d}
 
 
-def _check_forward(kind: str, student: Callable, cases: Sequence[PoolCase], dtype, device) -> None:
+def _check_forward(kind: str, student: Callable, cases: Sequence[PoolCase], dtype, device, forbidden) -> None:
     check = f"check_{kind}_pool2d"
     for case in cases:
         x = case.input(dtype, device)
         params = case.describe(dtype, device)
         expected = _REFERENCES[kind](x.double(), *case.args()).to(dtype)
-        got = call_student(check, case.name, params, student, x, *case.args())
+        got = call_student(check, case.name, params, forbidden, student, x, *case.args())
         problem = describe_difference(got, expected)
         if problem:
             raise fail(check, case.name, params, problem)
     print(f"{check}: all {len(cases)} cases passed")
 
 
-def _check_backward(kind: str, student: Callable, cases: Sequence[PoolCase], device) -> None:
+def _check_backward(kind: str, student: Callable, cases: Sequence[PoolCase], device, forbidden) -> None:
     check, dtype = f"check_{kind}_pool2d_backward", torch.float64
     for case in cases:
         x = case.input(dtype, device).requires_grad_(True)
@@ -70,7 +70,7 @@ def _check_backward(kind: str, student: Callable, cases: Sequence[PoolCase], dev
         g = torch.Generator().manual_seed(case.seed + 1000)
         grad_output = torch.randn(out.shape, generator=g, dtype=dtype).to(device)
         (expected,) = torch.autograd.grad(out, x, grad_output)
-        got = call_student(check, case.name, params, student, grad_output, x.detach(), *case.args())
+        got = call_student(check, case.name, params, forbidden, student, grad_output, x.detach(), *case.args())
         problem = describe_difference(got, expected, "grad_input")
         if problem:
             raise fail(check, case.name, params, problem)
@@ -78,24 +78,24 @@ def _check_backward(kind: str, student: Callable, cases: Sequence[PoolCase], dev
 
 
 def check_max_pool2d(max_pool2d: Callable, cases: Sequence[PoolCase] = POOL_CASES, dtype=torch.float32,
-                     device: str = "cpu") -> None:
+                     device: str = "cpu", forbidden: Sequence[str] = ()) -> None:
     """``max_pool2d(input, kernel_size, stride=None)`` against ``F.max_pool2d``."""
-    _check_forward("max", max_pool2d, cases, dtype, device)
+    _check_forward("max", max_pool2d, cases, dtype, device, forbidden)
 
 
 def check_avg_pool2d(avg_pool2d: Callable, cases: Sequence[PoolCase] = POOL_CASES, dtype=torch.float32,
-                     device: str = "cpu") -> None:
+                     device: str = "cpu", forbidden: Sequence[str] = ()) -> None:
     """``avg_pool2d(input, kernel_size, stride=None)`` against ``F.avg_pool2d``."""
-    _check_forward("avg", avg_pool2d, cases, dtype, device)
+    _check_forward("avg", avg_pool2d, cases, dtype, device, forbidden)
 
 
 def check_max_pool2d_backward(max_pool2d_backward: Callable, cases: Sequence[PoolCase] = POOL_CASES,
-                              device: str = "cpu") -> None:
+                              device: str = "cpu", forbidden: Sequence[str] = ()) -> None:
     """``max_pool2d_backward(grad_output, input, kernel_size, stride=None)`` against autograd (float64)."""
-    _check_backward("max", max_pool2d_backward, cases, device)
+    _check_backward("max", max_pool2d_backward, cases, device, forbidden)
 
 
 def check_avg_pool2d_backward(avg_pool2d_backward: Callable, cases: Sequence[PoolCase] = POOL_CASES,
-                              device: str = "cpu") -> None:
+                              device: str = "cpu", forbidden: Sequence[str] = ()) -> None:
     """``avg_pool2d_backward(grad_output, input, kernel_size, stride=None)`` against autograd (float64)."""
-    _check_backward("avg", avg_pool2d_backward, cases, device)
+    _check_backward("avg", avg_pool2d_backward, cases, device, forbidden)
