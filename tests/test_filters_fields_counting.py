@@ -55,7 +55,9 @@ def test_receptive_field_of_stacked_3x3():
 
 def test_receptive_field_by_gradient():
     # Independent check: the input pixels that influence one output unit, found by autograd.
-    net = nn.Sequential(nn.Conv2d(1, 1, 3), nn.MaxPool2d(2), nn.Conv2d(1, 1, 3, dilation=2))
+    # Average pooling (not max) so that every pixel of every window passes some gradient back.
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 1, 3), nn.AvgPool2d(2), nn.Conv2d(1, 1, 3, dilation=2))
     for p in net.parameters():
         nn.init.constant_(p, 1.0)
     x = torch.rand(1, 1, 40, 40, requires_grad=True)
