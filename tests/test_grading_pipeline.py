@@ -132,6 +132,15 @@ def test_release_hides_solutions_and_hidden_tests():
     assert answer[:60] not in text, "the release leaks the model answer"
 
 
+def test_bank_points_match_the_assignment():
+    nb = _read(ROOT / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
+    graded = {_grade_id(c): c["metadata"]["nbgrader"]["points"] for c in nb["cells"]
+              if c["metadata"].get("nbgrader", {}).get("grade")}
+    manual = {g: p for g, p in graded.items() if g not in POINTS}
+    assert {g: p for g, p in graded.items() if g in POINTS} == POINTS, "update POINTS in tests/submission_bank.py"
+    assert manual == {"weight_sharing_answer": 4}, f"unexpected hand-graded cells {manual}"
+
+
 def _gradebook_scores(course: Path) -> dict[str, dict[str, float]]:
     from nbgrader.api import Gradebook
 
