@@ -24,7 +24,8 @@ def feature_maps(model: nn.Module, layer: nn.Module, images: torch.Tensor) -> to
         The layer's output, detached, e.g. ``(N, C, H', W')`` for a convolution.
     """
     captured = []
-    handle = layer.register_forward_hook(lambda module, inputs, output: captured.append(output.detach()))
+    # clone: an in-place ReLU right after ``layer`` would otherwise overwrite what we captured
+    handle = layer.register_forward_hook(lambda module, inputs, output: captured.append(output.detach().clone()))
     try:
         with torch.no_grad():
             model(images)
@@ -63,7 +64,7 @@ def activation_gradient(model: nn.Module, layer: nn.Module, images: torch.Tensor
         ``(N, C_in, H, W)``, the same shape as ``images``.
     """
     captured = []
-    handle = layer.register_forward_hook(lambda module, inputs, output: captured.append(output))
+    handle = layer.register_forward_hook(lambda module, inputs, output: captured.append(output.clone()))
     images = images.detach().clone().requires_grad_(True)
     try:
         model(images)

@@ -28,6 +28,17 @@ def test_feature_maps_equal_the_sliced_network():
     torch.testing.assert_close(feature_maps(net, net[4], x), net[:5](x))
 
 
+def test_feature_maps_survive_an_inplace_relu():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(inplace=True))
+    x = torch.randn(2, 1, 8, 8)
+    maps = feature_maps(net, net[0], x)
+    assert (maps < 0).any(), "the conv output was overwritten by the in-place ReLU"
+    torch.testing.assert_close(maps, net[0](x).detach())
+    grad = activation_gradient(net, net[0], x, channel=1)  # must not fail on the in-place ReLU
+    assert grad.shape == x.shape
+
+
 def test_top_activating_sorts_channel_maxima():
     net = small_net()
     x = torch.randn(40, 1, 20, 20, dtype=torch.float64)
