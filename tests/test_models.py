@@ -169,7 +169,7 @@ def test_lenet5_and_googlenet_training_outputs():
     assert models.lenet5()(torch.zeros(2, 1, 32, 32)).shape == (2, 10)
     with META:
         out = models.googlenet().train()(torch.zeros(2, 3, 224, 224))
-    assert isinstance(out, models.googlenet.__globals__["GoogLeNetOutputs"])
+    assert isinstance(out, models.GoogLeNetOutputs)
     assert out.logits.shape == out.aux1.shape == out.aux2.shape == (2, 1000)
 
 
@@ -185,7 +185,7 @@ def test_googlenet_loss_adds_weighted_aux_terms():
     torch.manual_seed(0)
     logits, aux1, aux2 = torch.randn(3, 4, 5).unbind(0)
     target = torch.tensor([0, 1, 2, 4])
-    outputs = models.googlenet.__globals__["GoogLeNetOutputs"](logits, aux1, aux2)
+    outputs = models.GoogLeNetOutputs(logits, aux1, aux2)
     expected = sum(w * nn.CrossEntropyLoss()(z, target) for w, z in ((1, logits), (0.3, aux1), (0.3, aux2)))
     torch.testing.assert_close(models.googlenet_loss(outputs, target), expected)
     torch.testing.assert_close(models.googlenet_loss(logits, target), nn.CrossEntropyLoss()(logits, target))

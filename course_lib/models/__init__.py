@@ -13,7 +13,8 @@ from course_lib.models.alexnet import AlexNet, alexnet
 from course_lib.models.densenet import DenseBlock, DenseLayer, DenseNet, Transition, densenet121
 from course_lib.models.efficientnet import (MBConv, EfficientNet, compound_scaling,
                                             efficientnet, efficientnet_b0)
-from course_lib.models.googlenet import GoogLeNet, Inception, InceptionAux, googlenet, googlenet_loss
+from course_lib.models.googlenet import (GoogLeNet, GoogLeNetOutputs, Inception, InceptionAux, googlenet,
+                                         googlenet_loss)
 from course_lib.models.inception import FactorizedConv2d, InceptionFactorized
 from course_lib.models.layers import ConvNormAct, make_divisible
 from course_lib.models.lenet import LeNet5, lenet5
@@ -24,7 +25,7 @@ from course_lib.models.vgg import VGG, vgg, vgg16
 __all__ = [
     "AlexNet", "alexnet", "DenseBlock", "DenseLayer", "DenseNet", "Transition", "densenet121",
     "MBConv", "EfficientNet", "compound_scaling", "efficientnet", "efficientnet_b0",
-    "GoogLeNet", "Inception", "InceptionAux", "googlenet", "googlenet_loss",
+    "GoogLeNet", "GoogLeNetOutputs", "Inception", "InceptionAux", "googlenet", "googlenet_loss",
     "FactorizedConv2d", "InceptionFactorized", "ConvNormAct", "make_divisible", "LeNet5", "lenet5",
     "DepthwiseSeparableConv", "MobileNetV1", "mobilenet_v1", "separable_cost_ratio",
     "BasicBlock", "Bottleneck", "ResNet", "resnet18", "resnet34", "resnet50", "VGG", "vgg", "vgg16",
