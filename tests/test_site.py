@@ -71,6 +71,15 @@ def test_pages_load_nothing_from_other_hosts_and_serve_mathjax(site):
     assert "Eq." in chapter or "equation" in chapter
 
 
+def test_progress_bars_show_only_their_final_state(site):
+    for page in (site / "chapters").glob("*.html"):
+        for block in re.findall(r'<div class="output stderr.*?<pre>(.*?)</pre>', page.read_text(encoding="utf-8"), re.S):
+            bars = [line for line in block.splitlines() if "%|" in line]
+            finished = {line.split(":")[0] for line in bars if "100%|" in line}
+            redraws = [line for line in bars if line.split(":")[0] in finished and "100%|" not in line]
+            assert not redraws, f"{page.name}: progress bar redraws shown as lines: {redraws[:2]}"
+
+
 def test_glued_numbers_are_rendered(site):
     html = (site / "chapters" / "02_convolution.html").read_text(encoding="utf-8")
     assert re.search(r"The answer is\s*(<[^>]+>)*\s*50", html), "the glued receptive-field answer is missing"
