@@ -109,7 +109,8 @@ def autograde(root: Path, assignment: str) -> dict[str, float | None]:
     # nbgrader exits with 1 when any submission failed; only a failure of all (or of none, i.e. of
     # nbgrader itself) points at the set-up rather than at a student.
     if result.returncode and (not failed or len(failed) == len(scores)):
-        raise RuntimeError(f"nbgrader autograde failed (exit code {result.returncode}); see its log above")
+        raise RuntimeError(f"nbgrader autograde failed (exit code {result.returncode}); see its log above. "
+                           f"In a fresh clone, run `make release` first: it puts {assignment} in the gradebook.")
     return scores
 
 
@@ -183,6 +184,14 @@ def feedback(root: Path, assignment: str, mathjax: Path = MATHJAX) -> list[Path]
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except (RuntimeError, OSError, ValueError, subprocess.CalledProcessError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="python -m course_lib.grading", description=__doc__.split("\n")[0])
     parser.add_argument("--root", type=Path, default=Path.cwd(), help="the course directory (default: here)")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from nbgrader.converters import Autograde, GenerateFeedback
 from nbgrader.preprocessors import ClearHiddenTests, GetGrades, IgnorePattern, NbGraderPreprocessor
+from traitlets import List
 
 
 class StderrToStdout(NbGraderPreprocessor):
@@ -39,6 +40,9 @@ def autograde_preprocessors() -> list:
 class ClearHiddenTestsAndTracebacks(ClearHiddenTests):
     """nbgrader's ``ClearHiddenTests``, and in those cells every traceback cut to its last line
     (the check's message: case, inputs, what is wrong); IPython's traceback would quote the hidden code."""
+
+    # The HTML exporter configures this option of every preprocessor; accept it, as GetGrades does.
+    display_data_priority = List(NbGraderPreprocessor.class_traits()["display_data_priority"].default()).tag(config=True)
 
     def preprocess_cell(self, cell, resources, cell_index):
         hidden = self.begin_test_delimeter in cell.source
