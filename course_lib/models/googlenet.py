@@ -98,7 +98,8 @@ class GoogLeNet(nn.Module):
         num_classes, in_channels: 1000 and 3 for ImageNet.
         aux_logits: build the two auxiliary classifiers; in training mode ``forward`` then returns
             :class:`GoogLeNetOutputs`, in eval mode only the logits.
-        small: for 28×28 inputs: the stem is one 3×3 stride-1 conv and no pool (28 → 28 → 14 → 7 → 4).
+        small: for 28×28 inputs: the stem's 7×7 stride-2 conv and first pool become one 3×3 stride-1
+            conv, so the Inception modules see 14×14, 7×7 and 3×3 maps instead of 28, 14 and 7.
         width: multiplies every channel count.
         branch5_kernel: 5 (paper) or 3 (torchvision).
         norm_layer: ``None`` (paper, convolutions with bias) or e.g. ``nn.BatchNorm2d`` (torchvision).
