@@ -10,15 +10,13 @@ from __future__ import annotations
 import html
 import json
 import re
-import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from conftest import ROOT
+from grading_support import (autograde, grade_id, gradebook_scores, make_course, outputs, papermill_run,
+                             read_notebook)
 from submission_bank import ASSIGNMENT, EXPECTED, FEEDBACK_MESSAGES, FULL, POINTS, write_bank
 
 from course_lib.grading import cli
@@ -31,43 +29,10 @@ CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.slow
 
 
-def _papermill(notebook: Path, out: Path, **kwargs) -> dict:
-    """Execute ``notebook`` in a scratch folder; return the executed notebook (also on errors)."""
-    import papermill
-
-    work = out.parent / f"{notebook.stem}-work"
-    shutil.copytree(notebook.parent, work, dirs_exist_ok=True)
-    try:
-        papermill.execute_notebook(str(work / notebook.name), str(out), cwd=str(work), kernel_name="python3",
-                                   progress_bar=False, **kwargs)
-    except papermill.PapermillExecutionError:
-        pass  # the caller inspects the outputs
-    return _read(out)
-
-
-def _read(path: Path) -> dict:
-    """A notebook with every multi-line string joined (nbformat's reader does that)."""
-    import nbformat
-
-    return nbformat.read(str(path), as_version=4)
-
-
-def _outputs(cell: dict, kind: str) -> list[dict]:
-    return [o for o in cell.get("outputs", []) if o["output_type"] == kind]
-
-
-def _grade_id(cell: dict) -> str | None:
-    return cell["metadata"].get("nbgrader", {}).get("grade_id")
-
-
 @pytest.fixture(scope="module")
 def course(tmp_path_factory) -> Path:
     """A fresh course directory whose assignments/ and gradebook come from ``make release``."""
-    root = tmp_path_factory.mktemp("course")
-    shutil.copy(ROOT / "nbgrader_config.py", root)
-    shutil.copytree(ROOT / "solutions", root / "solutions")
-    cli.release(root, [])
-    return root
+    return make_course(tmp_path_factory.mktemp("course"))
 
 
 @pytest.fixture(scope="module")
@@ -75,41 +40,33 @@ def graded(course, tmp_path_factory) -> dict:
     """The whole bank, collected and autograded in one call of the instructor's command."""
     bank = tmp_path_factory.mktemp("bank")
     write_bank(bank)
-    start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "course_lib.grading", "--root", str(course), "autograde",
-                             ASSIGNMENT, "--submissions", str(bank)], capture_output=True, text=True, timeout=900)
-    seconds = time.perf_counter() - start
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
-    print(f"\nautograde: {len(EXPECTED)} submissions in {seconds:.1f} s, "
-          f"{seconds / len(EXPECTED):.1f} s per submission (nbgrader start-up included)")
-    print(result.stdout)
-    return {"log": result.stderr, "stdout": result.stdout, "seconds": seconds}
+    return autograde(course, ASSIGNMENT, bank)
 
 
 @pytest.mark.notebook
 @pytest.mark.parametrize("source", SOLUTIONS, ids=[p.stem for p in SOLUTIONS])
 def test_solution_passes_every_test_cell(source, tmp_path):
-    nb = _papermill(source, tmp_path / source.name)
+    nb = papermill_run(source, tmp_path / source.name)
     for cell in nb["cells"]:
-        errors = _outputs(cell, "error")
-        assert not errors, f"{_grade_id(cell) or cell['source'][:60]!r} raised {errors[0]['ename']}: {errors[0]['evalue']}"
+        errors = outputs(cell, "error")
+        assert not errors, f"{grade_id(cell) or cell['source'][:60]!r} raised {errors[0]['ename']}: {errors[0]['evalue']}"
     tests = [c for c in nb["cells"] if c["metadata"].get("nbgrader", {}).get("grade") and c["cell_type"] == "code"]
     assert tests, f"{source.name} has no test cells"
     for cell in tests:
-        printed = "".join(o["text"] for o in _outputs(cell, "stream"))
-        assert "cases passed" in printed, f"{_grade_id(cell)} ran no check: {printed!r}"
+        printed = "".join(o["text"] for o in outputs(cell, "stream"))
+        assert "cases passed" in printed, f"{grade_id(cell)} ran no check: {printed!r}"
 
 
 @pytest.mark.notebook
 @pytest.mark.parametrize("release", RELEASES, ids=[p.stem for p in RELEASES])
 def test_release_runs_to_the_end_without_answers(release, tmp_path):
-    nb = _papermill(release, tmp_path / release.name, allow_errors=True)
+    nb = papermill_run(release, tmp_path / release.name, allow_errors=True)
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
     assert all(c["execution_count"] is not None for c in code), "execution stopped before the last cell"
-    errors = [(_grade_id(c), o["ename"]) for c in code for o in _outputs(c, "error")]
+    errors = [(grade_id(c), o["ename"]) for c in code for o in outputs(c, "error")]
     assert errors, "an unanswered release raised nothing"
     assert {name for _, name in errors} == {"NotImplementedError"}, f"unexpected errors (a dead kernel?): {errors}"
-    assert all(c["metadata"]["nbgrader"]["grade"] for c in code if _outputs(c, "error")), (
+    assert all(c["metadata"]["nbgrader"]["grade"] for c in code if outputs(c, "error")), (
         "only test cells may fail in a release; a set-up cell raised")
 
 
@@ -128,34 +85,21 @@ def test_release_hides_solutions_and_hidden_tests():
     text = (ROOT / "assignments" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text(encoding="utf-8")
     for marker in ("BEGIN SOLUTION", "BEGIN HIDDEN TESTS", "ConvCase(", "PoolCase(", "SizeCase(", "span = dilation"):
         assert marker not in text, f"the release leaks {marker!r}"
-    answer = next(c for c in solution["cells"] if _grade_id(c) == "weight_sharing_answer")["source"]
+    answer = next(c for c in solution["cells"] if grade_id(c) == "weight_sharing_answer")["source"]
     assert answer[:60] not in text, "the release leaks the model answer"
 
 
 def test_bank_points_match_the_assignment():
-    nb = _read(ROOT / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
-    graded = {_grade_id(c): c["metadata"]["nbgrader"]["points"] for c in nb["cells"]
+    nb = read_notebook(ROOT / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
+    graded = {grade_id(c): c["metadata"]["nbgrader"]["points"] for c in nb["cells"]
               if c["metadata"].get("nbgrader", {}).get("grade")}
     manual = {g: p for g, p in graded.items() if g not in POINTS}
     assert {g: p for g, p in graded.items() if g in POINTS} == POINTS, "update POINTS in tests/submission_bank.py"
     assert manual == {"weight_sharing_answer": 4}, f"unexpected hand-graded cells {manual}"
 
 
-def _gradebook_scores(course: Path) -> dict[str, dict[str, float]]:
-    from nbgrader.api import Gradebook
-
-    scores = {}
-    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
-        for student in EXPECTED:
-            if not (course / "autograded" / student).exists():
-                continue
-            notebook = gb.find_submission_notebook(ASSIGNMENT, ASSIGNMENT, student)
-            scores[student] = {g.name: g.auto_score for g in notebook.grades}
-    return scores
-
-
 def test_bank_gets_exactly_the_expected_scores(course, graded):
-    scores = _gradebook_scores(course)
+    scores = gradebook_scores(course, ASSIGNMENT, EXPECTED)
     for student, expected in EXPECTED.items():
         if expected is None:
             assert student not in scores, f"{student} should not be gradable"
@@ -171,7 +115,7 @@ def test_bank_gets_exactly_the_expected_scores(course, graded):
 
 
 def test_warnings_on_stderr_cost_no_points_and_stay_visible(course, graded):
-    nb = _read(course / "autograded" / "noisy_stderr" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
+    nb = read_notebook(course / "autograded" / "noisy_stderr" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
     tests = [c for c in nb["cells"] if c["cell_type"] == "code" and c["metadata"].get("nbgrader", {}).get("grade")]
     shown = "".join(o.get("text", "") for c in tests for o in c["outputs"] if o["output_type"] == "stream")
     for noise in ("UserWarning", "RuntimeWarning", "divide by zero", "debug: conv2d_loops"):
@@ -183,8 +127,8 @@ def test_warnings_on_stderr_cost_no_points_and_stay_visible(course, graded):
 def test_tampered_test_cells_are_restored(course, graded):
     assert "Missing grade cell test_conv2d_loops encountered, adding to notebook" in graded["log"]
     assert re.search(r"Attribute 'checksum' for cell test_pool_backward has changed", graded["log"])
-    nb = _read(course / "autograded" / "tampered_tests" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
-    restored = {_grade_id(c): c["source"] for c in nb["cells"]}
+    nb = read_notebook(course / "autograded" / "tampered_tests" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
+    restored = {grade_id(c): c["source"] for c in nb["cells"]}
     assert "check_conv2d(conv2d_loops, forbidden=FROM_SCRATCH)" in restored["test_conv2d_loops"]
     assert "check_avg_pool2d_backward(avg_pool2d_backward, forbidden=FROM_SCRATCH)" in restored["test_pool_backward"]
 

@@ -1,0 +1,88 @@
+"""Helpers shared by the homework round-trip tests of every assignment (``test_grading_*.py``).
+
+Every assignment's test module builds its own bank of realistic submissions (``tests/banks/``)
+and uses these to release, run and autograde them in a temporary course directory, so no test
+touches a real gradebook.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import ROOT
+
+from course_lib.grading import cli
+
+
+def papermill_run(notebook: Path, out: Path, **kwargs) -> dict:
+    """Execute ``notebook`` in a scratch folder; return the executed notebook (also on errors)."""
+    import papermill
+
+    work = out.parent / f"{notebook.stem}-work"
+    shutil.copytree(notebook.parent, work, dirs_exist_ok=True)
+    try:
+        papermill.execute_notebook(str(work / notebook.name), str(out), cwd=str(work), kernel_name="python3",
+                                   progress_bar=False, **kwargs)
+    except papermill.PapermillExecutionError:
+        pass  # the caller inspects the outputs
+    return read_notebook(out)
+
+
+def read_notebook(path: Path) -> dict:
+    """A notebook with every multi-line string joined (nbformat's reader does that)."""
+    import nbformat
+
+    return nbformat.read(str(path), as_version=4)
+
+
+def outputs(cell: dict, kind: str) -> list[dict]:
+    return [o for o in cell.get("outputs", []) if o["output_type"] == kind]
+
+
+def grade_id(cell: dict) -> str | None:
+    return cell["metadata"].get("nbgrader", {}).get("grade_id")
+
+
+def graded_points(notebook: Path) -> dict[str, float]:
+    """``grade_id -> points`` of every graded cell (auto and manual) of a source notebook."""
+    nb = read_notebook(notebook)
+    return {grade_id(c): c["metadata"]["nbgrader"]["points"] for c in nb["cells"]
+            if c["metadata"].get("nbgrader", {}).get("grade")}
+
+
+def make_course(root: Path) -> Path:
+    """A fresh course directory (config + solutions) whose assignments/ and gradebook come from a release."""
+    shutil.copy(ROOT / "nbgrader_config.py", root)
+    shutil.copytree(ROOT / "solutions", root / "solutions")
+    cli.release(root, [])
+    return root
+
+
+def autograde(course: Path, assignment: str, submissions: Path) -> dict:
+    """Collect and autograde a folder of submissions with the instructor's command (one nbgrader call)."""
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "course_lib.grading", "--root", str(course), "autograde",
+                             assignment, "--submissions", str(submissions)], capture_output=True, text=True, timeout=1800)
+    seconds = time.perf_counter() - start
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+    count = len([p for p in submissions.iterdir() if p.is_dir()])
+    print(f"\n{assignment}: autograded {count} submissions in {seconds:.1f} s, {seconds / max(count, 1):.1f} s each "
+          "(nbgrader start-up included)")
+    return {"log": result.stderr, "stdout": result.stdout, "seconds": seconds}
+
+
+def gradebook_scores(course: Path, assignment: str, students) -> dict[str, dict[str, float]]:
+    """``student -> {grade_id: auto_score}`` for every student that was autograded."""
+    from nbgrader.api import Gradebook
+
+    scores = {}
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        for student in students:
+            if not (course / "autograded" / student).exists():
+                continue
+            notebook = gb.find_submission_notebook(assignment, assignment, student)
+            scores[student] = {g.name: g.auto_score for g in notebook.grades}
+    return scores
