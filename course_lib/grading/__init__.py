@@ -11,6 +11,14 @@ Example (in an assignment's test cell)::
     from course_lib.grading import check_conv2d
     check_conv2d(conv2d_loops)
 """
+from course_lib.grading.architecture_checks import (BASIC_CASES, BOTTLENECK_CASES, COST_CASES, INCEPTION_CASES,
+                                                    SEPARABLE_CASES, BlockCase, InceptionCase, SeparableCase,
+                                                    check_basic_block, check_bottleneck, check_conv_costs,
+                                                    check_depthwise_separable, check_inception, check_model_file,
+                                                    check_test_accuracy)
+from course_lib.grading.training_checks import (AUGMENT_CASES, BALANCE_CASES, SCHEDULE_CASES, check_balanced_accuracy,
+                                                check_class_weights, check_finetune_setup, check_random_crop_flip,
+                                                check_sample_weights, check_warmup_cosine)
 from course_lib.grading.compare import (FROM_SCRATCH, TOLERANCES, CheckFailure, ForbiddenCall, describe_difference,
                                         tolerance)
 from course_lib.grading.conv_checks import (CONV_CASES, SIZE_CASES, ConvCase, SizeCase, check_conv2d,
@@ -23,4 +31,9 @@ __all__ = [
     "SizeCase", "ConvCase", "PoolCase", "SIZE_CASES", "CONV_CASES", "POOL_CASES",
     "check_conv_output_size", "check_im2col", "check_conv2d", "check_conv2d_backward",
     "check_max_pool2d", "check_avg_pool2d", "check_max_pool2d_backward", "check_avg_pool2d_backward",
+    "BlockCase", "InceptionCase", "SeparableCase", "BASIC_CASES", "BOTTLENECK_CASES", "INCEPTION_CASES",
+    "SEPARABLE_CASES", "COST_CASES", "check_basic_block", "check_bottleneck", "check_inception",
+    "check_depthwise_separable", "check_conv_costs", "check_model_file", "check_test_accuracy",
+    "AUGMENT_CASES", "BALANCE_CASES", "SCHEDULE_CASES", "check_random_crop_flip", "check_class_weights",
+    "check_sample_weights", "check_balanced_accuracy", "check_warmup_cosine", "check_finetune_setup",
 ]
