@@ -89,3 +89,12 @@ def test_row_rnn_uses_the_last_hidden_state(mode, bidirectional):
     else:
         last = out[:, -1]
     torch.testing.assert_close(model(images), model.head(last))
+
+
+def test_training_stops_at_the_time_budget():
+    vocab = text.Vocabulary("abcd")
+    train = text.make_sequences(vocab.encode("abcd" * 200), seq_len=16)
+    model = char_lm.CharLSTM(len(vocab), embed_dim=4, hidden_size=8)
+    hist = char_lm.train_char_lm(model, train, epochs=5, batch_size=4, max_seconds=0.0, device="cpu",
+                                 progress=False)
+    assert len(hist.train_loss) == 1 and len(hist.seconds) == 1
