@@ -20,6 +20,8 @@ from collections.abc import Iterable
 
 import torch
 
+from course_lib.rnn_sequence import unroll
+
 
 def scale_to_spectral_radius(weight: torch.Tensor, radius: float) -> torch.Tensor:
     """``weight`` rescaled so that its spectral radius ``max |λ_i|`` equals ``radius``."""
@@ -27,15 +29,6 @@ def scale_to_spectral_radius(weight: torch.Tensor, radius: float) -> torch.Tenso
         raise ValueError(f"weight must be a square matrix, got shape {tuple(weight.shape)}")
     current = torch.linalg.eigvals(weight).abs().max()
     return weight * (radius / current).to(weight.dtype)
-
-
-def hidden_states(cell, inputs: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
-    """``h_1 … h_T`` of ``cell`` from ``h0``: ``(T, N, H)`` (for an LSTM cell the ``h`` part)."""
-    states, state = [], h0
-    for x_t in inputs:
-        state = cell(x_t, state)
-        states.append(state[0] if isinstance(state, tuple) else state)
-    return torch.stack(states)
 
 
 def jacobian_norms(cell, inputs: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
@@ -54,24 +47,23 @@ def jacobian_norms(cell, inputs: torch.Tensor, h0: torch.Tensor) -> torch.Tensor
                          f"{tuple(inputs.shape)} and {tuple(h0.shape)}")
 
     def states_of(h):  # (H,) -> (T, H)
-        return hidden_states(cell, inputs, h.unsqueeze(0))[:, 0]
+        return unroll(cell, inputs, h.unsqueeze(0))[0][:, 0]
 
     jac = torch.autograd.functional.jacobian(states_of, h0[0], vectorize=True)  # (T, H, H)
     return torch.linalg.matrix_norm(jac, ord=2)
 
 
-def rnn_jacobian_product(W_hh: torch.Tensor, hidden: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
+def rnn_jacobian_product(W_hh: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
     """``∂h_T/∂h_0`` of a tanh RNN from the lecture's product formula (no autograd).
 
     Args:
         W_hh: ``(H, H)``.
         hidden: the states ``h_1 … h_T`` of one sequence, ``(T, H)``; ``tanh'(a_t) = 1 - h_t²``.
-        h0: unused except for its size check, ``(H,)``.
 
     Returns:
         ``(H, H)``: ``diag(1 - h_T²) W_hh ⋯ diag(1 - h_1²) W_hh``.
     """
-    if hidden.shape[1] != W_hh.shape[0] or h0.shape[-1] != W_hh.shape[0]:
+    if hidden.dim() != 2 or hidden.shape[1] != W_hh.shape[0]:
         raise ValueError(f"shapes do not match: W_hh {tuple(W_hh.shape)}, hidden {tuple(hidden.shape)}")
     J = torch.eye(W_hh.shape[0], dtype=W_hh.dtype, device=W_hh.device)
     for h_t in hidden:
