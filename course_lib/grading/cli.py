@@ -1,7 +1,8 @@
 """The instructor's commands around nbgrader: release, autograde, grades, feedback.
 
     python -m course_lib.grading release   [ASSIGNMENT ...]          solutions/ -> assignments/
-    python -m course_lib.grading autograde ASSIGNMENT [--submissions DIR]   grade every submission
+    python -m course_lib.grading autograde ASSIGNMENT [--submissions DIR] [--jobs N]   grade every submission
+                                                                   (sandboxed; --no-sandbox: stock nbgrader)
     python -m course_lib.grading grades    [--output grades.csv]     every score as CSV
     python -m course_lib.grading feedback  ASSIGNMENT                feedback/STUDENT/ASSIGNMENT/*.html
 
@@ -41,11 +42,12 @@ LOCAL_MATHJAX = """<!-- MathJax 3, served from the folder next to this page (no 
     <script defer src="mathjax/tex-svg.js"></script>"""
 
 
-def nbgrader(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+def nbgrader(root: Path, *args: str, check: bool = True, env_extra: dict | None = None) -> subprocess.CompletedProcess:
     """Run ``nbgrader ARGS`` in the course directory ``root``; its log goes to our stderr."""
     if not (root / "nbgrader_config.py").exists():
         raise FileNotFoundError(f"no nbgrader_config.py in {root}: nbgrader would silently use defaults")
-    env = dict(os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    env = dict(os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+               **(env_extra or {}))
     cmd = [sys.executable, "-m", "nbgrader", *args]
     result = subprocess.run(cmd, cwd=root, env=env)
     if check and result.returncode:
@@ -72,7 +74,8 @@ def release(root: Path, names: list[str]) -> list[Path]:
 def collect(root: Path, assignment: str, folder: Path) -> list[str]:
     """Copy a folder of submissions into nbgrader's ``submitted/STUDENT/ASSIGNMENT/``.
 
-    Accepts ``folder/STUDENT.ipynb`` (one-notebook assignments) and ``folder/STUDENT/*.ipynb``.
+    Accepts ``folder/STUDENT.ipynb`` (one-notebook assignments) and ``folder/STUDENT/`` (its notebooks
+    and every other file in it, e.g. the weights of a trained model that a test loads).
     """
     notebooks = sorted((root / "assignments" / assignment).glob("*.ipynb"))
     if not notebooks:
@@ -83,7 +86,9 @@ def collect(root: Path, assignment: str, folder: Path) -> list[str]:
         if not STUDENT_ID.match(student):
             print(f"skipping {entry}: {student!r} is not a valid student id", file=sys.stderr)
             continue
-        files = [entry] if entry.is_file() else sorted(entry.glob("*.ipynb"))
+        # a folder holds the notebooks and the files they hand in with them (e.g. a model's weights)
+        files = [entry] if entry.is_file() else sorted(p for p in entry.iterdir()
+                                                       if p.is_file() and not p.name.startswith("."))
         if entry.is_file():
             if entry.suffix != ".ipynb":
                 continue
@@ -97,13 +102,49 @@ def collect(root: Path, assignment: str, folder: Path) -> list[str]:
     return students
 
 
-def autograde(root: Path, assignment: str) -> dict[str, float | None]:
+def autograde(root: Path, assignment: str, sandbox: bool | None = None, jobs: int = 1, limits=None,
+              budget: float = 600.0) -> dict[str, float | None]:
     """Grade every submission of ``assignment`` in one nbgrader call; ``{student: score or None}``.
 
-    A submission that nbgrader cannot grade (an unreadable notebook, ...) is reported as ``None``;
-    it does not stop the others.
+    With ``sandbox`` (``None``: whenever the assignment allows it) the students' code runs in :mod:`~course_lib.grading.sandbox`
+    and the tests in this process (:mod:`~course_lib.grading.sandbox_grade`), ``jobs`` submissions
+    at a time; nbgrader then only restores the test cells, records the scores and writes the
+    gradebook. Without it, stock nbgrader executes each notebook in one kernel (unsafe: a student
+    can read the hidden tests and the gradebook, or fake a pass). A submission that cannot be
+    graded (an unreadable notebook, ...) is reported as ``None``; it does not stop the others.
     """
-    result = nbgrader(root, "autograde", assignment, "--force", check=False)
+    from course_lib.grading import sandbox_grade
+
+    env_extra = None
+    reasons = [r for nb in sorted((root / "solutions" / assignment).glob("*.ipynb")) for r in sandbox_grade.unsupported(nb)]
+    if reasons and sandbox:
+        raise ValueError(f"the sandbox cannot grade {assignment}: " + "; ".join(reasons))
+    if reasons or sandbox is False:
+        print(f"WARNING: {assignment} is graded by stock nbgrader, UNSANDBOXED: the students' code runs with the "
+              f"tests, as the grader's user, in the course folder ({'; '.join(reasons) or '--no-sandbox'})",
+              file=sys.stderr)
+    else:
+        import tempfile
+
+        from course_lib.grading.nbgrader_plugins import SANDBOX_RESULTS_ENV
+        from course_lib.grading.sandbox import Limits
+
+        warning = sandbox_grade.protections_warning()
+        if warning:
+            print(warning, file=sys.stderr)
+        results = Path(tempfile.mkdtemp(prefix="sandbox-results-"))
+        graded = sandbox_grade.grade_all(root, assignment, results, jobs=jobs, limits=limits or Limits(), budget=budget)
+        for student, notebooks in sorted(graded.items()):
+            for name, result in notebooks.items():
+                for event in result.get("events", []):
+                    print(f"[sandbox] {student}/{name}: {event}", file=sys.stderr)
+                print(f"[sandbox] {student}/{name}: graded in {result.get('seconds', 0):.1f} s", file=sys.stderr)
+        env_extra = {SANDBOX_RESULTS_ENV: str(results)}
+    try:
+        result = nbgrader(root, "autograde", assignment, "--force", check=False, env_extra=env_extra)
+    finally:
+        if env_extra:
+            shutil.rmtree(env_extra[SANDBOX_RESULTS_ENV], ignore_errors=True)
     scores = submission_scores(root, assignment)
     failed = [s for s, v in scores.items() if v is None]
     # nbgrader exits with 1 when any submission failed; only a failure of all (or of none, i.e. of
@@ -199,6 +240,17 @@ def _main(argv: list[str] | None) -> int:
     grade = sub.add_parser("autograde", help="grade every submission of an assignment")
     grade.add_argument("assignment")
     grade.add_argument("--submissions", type=Path, help="first copy FOLDER/STUDENT.ipynb or FOLDER/STUDENT/*.ipynb in")
+    mode = grade.add_mutually_exclusive_group()
+    mode.add_argument("--sandbox", dest="sandbox", action="store_true", default=None,
+                      help="always sandbox (an error where the assignment's tests need more than functions); "
+                           "default: sandbox whenever the assignment allows it")
+    mode.add_argument("--no-sandbox", dest="sandbox", action="store_false",
+                      help="UNSAFE: let stock nbgrader run each notebook with its tests in one kernel")
+    grade.add_argument("--jobs", "-j", type=int, default=1, help="submissions graded at once (default 1)")
+    grade.add_argument("--call-timeout", type=float, default=60.0, help="seconds per call of a student's function")
+    grade.add_argument("--start-timeout", type=float, default=120.0, help="seconds to run a student's code cells")
+    grade.add_argument("--timeout", type=float, default=600.0, help="seconds per submission in all")
+    grade.add_argument("--memory", type=int, default=6144, help="MiB of address space per submission")
     sub.add_parser("grades", help="export all grades as CSV").add_argument("--output", type=Path, default=Path("grades.csv"))
     sub.add_parser("feedback", help="generate feedback HTML for every graded student").add_argument("assignment")
     args = parser.parse_args(argv)
@@ -209,7 +261,11 @@ def _main(argv: list[str] | None) -> int:
     elif args.command == "autograde":
         if args.submissions:
             print(f"collected {len(collect(root, args.assignment, args.submissions))} submissions")
-        scores = autograde(root, args.assignment)
+        from course_lib.grading.sandbox import Limits
+
+        limits = Limits(call_timeout=args.call_timeout, start_timeout=args.start_timeout, memory=args.memory << 20)
+        scores = autograde(root, args.assignment, sandbox=args.sandbox, jobs=max(1, args.jobs), limits=limits,
+                           budget=args.timeout)
         for student, score in scores.items():
             print(f"{student:24s} {'NOT GRADED (see the log above)' if score is None else f'{score:g}'}")
     elif args.command == "grades":

@@ -52,11 +52,23 @@ class ForbiddenCall(RuntimeError):
     """The student's code called an op that the assignment asks them to write."""
 
 
+#: The names forbidden right now (a stack of :func:`forbidding` blocks); a sandboxed student
+#: function (:mod:`course_lib.grading.sandbox_grade`) forwards them to the worker that runs it.
+_ACTIVE: list[tuple[str, ...]] = []
+
+
+def forbidden_now() -> tuple[str, ...]:
+    """Every name that the enclosing :func:`forbidding` blocks switch off."""
+    return tuple(name for names in _ACTIVE for name in names)
+
+
 @contextlib.contextmanager
 def forbidding(names=()):
     """Replace each dotted name (``"torch.nn.functional.conv2d"``) by a function that raises
     :class:`ForbiddenCall`, for the duration of a call of the student's code."""
+    _ACTIVE.append(tuple(names))
     with contextlib.ExitStack() as stack:
+        stack.callback(_ACTIVE.pop)
         for name in names:
             owner_name, attr = name.rsplit(".", 1)
             try:

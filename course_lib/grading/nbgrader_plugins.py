@@ -11,8 +11,13 @@ Exceptions are ``error`` outputs, untouched, and still score zero.
 """
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
+import nbformat
 from nbgrader.converters import Autograde, GenerateFeedback
-from nbgrader.preprocessors import ClearHiddenTests, GetGrades, IgnorePattern, NbGraderPreprocessor
+from nbgrader.preprocessors import ClearHiddenTests, Execute, GetGrades, IgnorePattern, NbGraderPreprocessor
 from traitlets import List
 
 
@@ -28,13 +33,53 @@ class StderrToStdout(NbGraderPreprocessor):
         return cell, resources
 
 
+#: Set by ``python -m course_lib.grading autograde`` (sandboxed, the default) to the folder of the
+#: sandbox's results; nbgrader then reads the test cells' outputs from there instead of executing.
+SANDBOX_RESULTS_ENV = "COURSE_SANDBOX_RESULTS"
+
+
+class SandboxResults(NbGraderPreprocessor):
+    """In the place of ``Execute``: each test cell gets the outputs that the sandboxed grading
+    (:mod:`course_lib.grading.sandbox_grade`) produced for it; no student code runs in nbgrader.
+    A test without a result (the sandbox failed for this student) gets an error: 0 points."""
+
+    def preprocess(self, nb, resources):
+        info = resources["nbgrader"]
+        path = Path(os.environ[SANDBOX_RESULTS_ENV]) / info["student"] / f"{info['notebook']}.json"
+        try:
+            result = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            self.log.error("no sandbox result for %s/%s: %s", info["student"], info["notebook"], err)
+            result = {"tests": {}, "events": [f"no sandbox result: {err}"]}
+        for event in result.get("events", []):
+            self.log.warning("%s: %s", info["student"], event)
+        self._tests = result.get("tests", {})
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                cell.outputs = []
+        return super().preprocess(nb, resources)
+
+    def preprocess_cell(self, cell, resources, cell_index):
+        meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type == "code" and meta.get("grade") and not meta.get("solution"):
+            outputs = self._tests.get(meta.get("grade_id"))
+            if outputs is None:
+                outputs = [{"output_type": "error", "ename": "NotGraded", "evalue": "the sandbox produced no result "
+                            "for this test (see the grader's log)", "traceback": []}]
+            cell.outputs = [nbformat.from_dict(o) for o in outputs]
+        return cell, resources
+
+
 def autograde_preprocessors() -> list:
     """nbgrader's autograde pipeline with :class:`StderrToStdout` in the place of ``IgnorePattern``
-    (the slot nbgrader reserves for cleaning stderr after execution)."""
+    (the slot nbgrader reserves for cleaning stderr after execution), and :class:`SandboxResults`
+    in the place of ``Execute`` when the grading command ran the sandbox first."""
     default = Autograde.class_traits()["autograde_preprocessors"].default()
-    if IgnorePattern not in default:
+    if IgnorePattern not in default or Execute not in default:
         raise ValueError(f"nbgrader's autograde preprocessors changed ({default}); revisit StderrToStdout")
-    return [StderrToStdout if p is IgnorePattern else p for p in default]
+    sandboxed = bool(os.environ.get(SANDBOX_RESULTS_ENV))
+    return [StderrToStdout if p is IgnorePattern else SandboxResults if (p is Execute and sandboxed) else p
+            for p in default]
 
 
 class ClearHiddenTestsAndTracebacks(ClearHiddenTests):

@@ -1,0 +1,336 @@
+"""Grade submissions with the student's code in a sandbox and the tests in the trusted grader.
+
+For every submitted notebook, the student's code cells (never the test cells) run in a
+:class:`~course_lib.grading.sandbox.Sandbox`. The test cells, taken from the instructor's source
+notebook (hidden tests included, which therefore never enter the sandbox), run here, in the
+grader's own interpreter, with the assignment's set-up cell and :class:`RemoteFunction` proxies in
+place of the student's functions: each call is sent to the worker as plain data, with a timeout,
+and its result comes back as exact types. The ``course_lib.grading`` checks run unchanged.
+
+Each test cell's outputs (printed text, or the error that failed it) are saved as JSON per student
+and notebook; nbgrader's autograde then puts them in the notebook instead of executing it
+(:class:`~course_lib.grading.nbgrader_plugins.SandboxResults`) and writes the gradebook, so only
+the trusted side writes scores. A crash, timeout or protocol violation fails the affected tests and
+the batch goes on; with ``jobs > 1`` submissions are graded in parallel processes.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import multiprocessing
+import re
+import time
+import traceback
+from dataclasses import replace
+from pathlib import Path
+
+from course_lib.grading import wire
+from course_lib.grading.compare import forbidden_now
+from course_lib.grading.sandbox import Limits, Sandbox, SandboxError, missing_protections
+
+OUTPUT_CAP = 100_000  # characters of a test cell's printed output kept
+SAFE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,79}$")
+
+
+def _meta(cell: dict) -> dict:
+    return cell.get("metadata", {}).get("nbgrader", {})
+
+
+def split_notebook(student: dict, source: dict) -> tuple[list[str], list[str], list[tuple[str, str]]]:
+    """``(worker cells, trusted set-up cells, [(grade_id, test source), ...])``.
+
+    Test cells (graded, not solution) come from the source only. Locked non-solution cells (the
+    set-up) run from the source on both sides; every other code cell of the student's notebook runs
+    in the sandbox, in the student's order.
+    """
+    tests, locked = [], {}
+    setup = []
+    for cell in source["cells"]:
+        meta = _meta(cell)
+        if cell["cell_type"] != "code":
+            continue
+        if meta.get("grade") and not meta.get("solution"):
+            tests.append((meta["grade_id"], cell["source"]))
+        elif meta.get("locked") and not meta.get("solution"):
+            locked[meta["grade_id"]] = cell["source"]
+            setup.append(cell["source"])
+    test_ids = {g for g, _ in tests}
+    worker, seen_locked = [], set()
+    for cell in student.get("cells", []):
+        if cell.get("cell_type") != "code":
+            continue
+        grade_id = _meta(cell).get("grade_id")
+        if grade_id in test_ids:
+            continue
+        if grade_id in locked:
+            seen_locked.add(grade_id)
+            worker.append(locked[grade_id])
+        else:
+            worker.append(cell["source"] if isinstance(cell.get("source"), str) else "".join(cell.get("source", [])))
+    missing = [src for g, src in locked.items() if g not in seen_locked]
+    return missing + worker, setup, tests
+
+
+class Session:
+    """The sandbox of one submission, restarted (cells run again) after a crash or a timeout."""
+
+    def __init__(self, files: Path, cells: list[str], limits: Limits, slot: int, budget: float):
+        self.files, self.cells, self.limits, self.slot = files, cells, limits, slot
+        self.deadline = time.monotonic() + budget
+        self.sandbox: Sandbox | None = None
+        self.functions: list[str] = []
+        self.events: list[str] = []
+        self.starts = 0
+
+    def ensure(self) -> None:
+        if self.sandbox is not None and self.sandbox.proc.poll() is None:
+            return
+        self.stop()
+        if self.starts >= 3:
+            raise SandboxError("the sandbox failed too often; the remaining tests are not run")
+        self.starts += 1
+        self.sandbox = Sandbox(self.files, replace(self.limits, start_timeout=self._left(self.limits.start_timeout)),
+                               self.slot)
+        try:
+            ready = self.sandbox.start(self.cells)
+        except SandboxError as err:
+            self.events.append(f"running your code: {err}")
+            raise
+        self.functions = [f for f in ready.get("functions", []) if type(f) is str and SAFE_NAME.match(f)]
+        errors = ready.get("errors", [])
+        if self.starts == 1 and type(errors) is list:
+            self.events += [f"while running your code: {str(e)[:500]}" for e in errors[:20]]
+
+    def _left(self, want: float) -> float:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise SandboxError("this submission used up its time budget")
+        return min(want, left)
+
+    def call(self, name: str, args: tuple, kwargs: dict):
+        self.ensure()
+        message = {"call": name, "args": wire.encode(list(args)), "kwargs": wire.encode(dict(kwargs)),
+                   "forbidden": list(forbidden_now())}
+        try:
+            reply = self.sandbox.request(message, self._left(self.limits.call_timeout))
+        except SandboxError as err:
+            self.events.append(f"calling {name}: {err}")
+            self.stop()
+            raise
+        return reply
+
+    def stop(self) -> None:
+        if self.sandbox is not None:
+            self.sandbox.close()
+            self.sandbox = None
+
+
+def _remote_exception(kind: str, message: str) -> BaseException:
+    """The student's exception, rebuilt by name only (no object crosses)."""
+    from course_lib.grading.compare import ForbiddenCall
+
+    if kind == "NotImplementedError":
+        return NotImplementedError(message)
+    if kind == "ForbiddenCall":
+        return ForbiddenCall(message)
+    builtin = __builtins__.get(kind) if isinstance(__builtins__, dict) else getattr(__builtins__, kind, None)
+    if isinstance(builtin, type) and issubclass(builtin, Exception) and not issubclass(builtin, (Warning,)):
+        return builtin(message)
+    name = kind if SAFE_NAME.match(kind) else "StudentError"
+    return type(name, (Exception,), {})(message)
+
+
+class RemoteFunction:
+    """Stands for a student's function in the test cells: forwards each call to the sandbox."""
+
+    def __init__(self, session: Session, name: str):
+        self.session, self.__name__ = session, name
+
+    def __call__(self, *args, **kwargs):
+        import sys
+
+        try:
+            reply = self.session.call(self.__name__, args, kwargs)
+        except SandboxError as err:
+            raise RuntimeError(f"{self.__name__}: {err}") from None
+        for stream, target in (("stdout", sys.stdout), ("stderr", sys.stderr)):
+            text = reply.get(stream)
+            if type(text) is str and text:
+                target.write(text)
+        if "value" in reply:
+            try:
+                return wire.decode(reply["value"])
+            except (wire.WireError, ValueError) as err:
+                raise TypeError(f"{self.__name__} returned a value the grader cannot accept: {err}") from None
+        kind, message = str(reply.get("raised", "Exception")), str(reply.get("message", ""))
+        where = reply.get("where")
+        raise _remote_exception(kind, message + (f" ({where})" if type(where) is str and where else ""))
+
+    def __repr__(self):
+        return f"<student function {self.__name__}>"
+
+
+class _Capped(io.StringIO):
+    def write(self, text):
+        room = OUTPUT_CAP - self.tell()
+        return super().write(text[:max(room, 0)]) if room > 0 else len(text)
+
+
+def run_tests(session: Session, setup: list[str], tests: list[tuple[str, str]]) -> dict[str, list[dict]]:
+    """Run every test cell here; ``grade_id -> nbformat outputs`` (an ``error`` output fails it)."""
+    namespace: dict = {"__name__": "__main__"}
+    for source in setup:
+        exec(compile(source, "<setup>", "exec"), namespace)
+    try:
+        session.ensure()
+        start_error = None
+    except SandboxError as err:
+        start_error = str(err)
+    for name in session.functions:
+        namespace.setdefault(name, RemoteFunction(session, name))
+    results = {}
+    for grade_id, source in tests:
+        out, err = _Capped(), _Capped()
+        error = None
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                if start_error:
+                    raise RuntimeError(f"your notebook could not be run: {start_error}")
+                exec(compile(source, f"<test {grade_id}>", "exec"), namespace)
+            except BaseException as exc:  # noqa: BLE001 - every failure of a test scores 0 for it
+                tb = [line for line in traceback.format_exception(exc) if "course_lib/grading/sandbox" not in line]
+                error = {"output_type": "error", "ename": type(exc).__name__, "evalue": str(exc)[:20_000],
+                         "traceback": tb[-20:]}
+        outputs = [{"output_type": "stream", "name": name, "text": buf.getvalue()}
+                   for name, buf in (("stdout", out), ("stderr", err)) if buf.getvalue()]
+        results[grade_id] = outputs + ([error] if error else [])
+    return results
+
+
+def grade_notebook(student_nb: Path, source_nb: Path, limits: Limits = Limits(), slot: int = 0,
+                   budget: float = 600.0) -> dict:
+    """``{"tests": {grade_id: outputs}, "events": [...], "seconds": s}`` for one submitted notebook."""
+    start = time.monotonic()
+    source = json.loads(source_nb.read_text(encoding="utf-8"))
+    try:
+        student = json.loads(student_nb.read_text(encoding="utf-8"))
+        if type(student) is not dict or type(student.get("cells")) is not list:
+            raise ValueError("not a notebook")
+    except (ValueError, UnicodeDecodeError) as err:
+        _, _, tests = split_notebook({"cells": []}, source)
+        error = {"output_type": "error", "ename": "CorruptNotebook", "evalue": f"cannot read your notebook: {err}",
+                 "traceback": []}
+        return {"tests": {g: [error] for g, _ in tests}, "events": [f"corrupt notebook: {err}"],
+                "seconds": time.monotonic() - start}
+    cells, setup, tests = split_notebook(student, source)
+    session = Session(student_nb.parent, cells, limits, slot, budget)
+    try:
+        results = run_tests(session, setup, tests)
+    finally:
+        log = session.sandbox.student_output() if session.sandbox else ""
+        session.stop()
+    return {"tests": results, "events": session.events, "log": log[-4000:], "seconds": time.monotonic() - start}
+
+
+#: Checks known to pass the student's functions only plain data (tensors, numbers, tuples) and to
+#: use only their return values: a test cell may call these (and plain ``assert``) in the sandbox.
+#: Checks that hand over modules, parameters to change in place or files are not here yet.
+SANDBOX_READY_CHECKS = frozenset({
+    "check_conv_output_size", "check_im2col", "check_conv2d", "check_conv2d_backward",
+    "check_max_pool2d", "check_avg_pool2d", "check_max_pool2d_backward", "check_avg_pool2d_backward",
+})
+
+
+def unsupported(source_nb: Path) -> list[str]:
+    """Why the sandbox cannot grade this assignment yet (empty: it can).
+
+    The tests may use only functions of the student's (called with plain data): a class that a
+    test instantiates, or any other object, has no proxy yet. Decided from the instructor's source,
+    so a student cannot change how they are graded.
+    """
+    import ast
+
+    source = json.loads(source_nb.read_text(encoding="utf-8"))
+    defined: dict[str, str] = {}
+    used: set[str] = set()
+    for cell in source["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        meta = _meta(cell)
+        text = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+        try:
+            tree = ast.parse(re.sub(r"(?m)^\s*[%!].*$", "", text))
+        except SyntaxError:
+            continue
+        if meta.get("solution"):
+            for node in tree.body:
+                if isinstance(node, ast.ClassDef):
+                    defined[node.name] = "class"
+                elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    defined[node.name] = "function"
+                elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+                    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                    defined.update({t.id: "value" for t in targets if isinstance(t, ast.Name)})
+        elif meta.get("grade"):
+            used |= {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    return sorted([f"the tests use {name!r}, a {kind} of the student's" for name, kind in defined.items()
+                   if name in used and kind != "function"]
+                  + [f"{name} is not known to be sandbox-ready" for name in used
+                     if name.startswith("check_") and name not in SANDBOX_READY_CHECKS])
+
+
+# -- a class, in parallel -------------------------------------------------------------------------
+
+_SLOT = 0
+
+
+def _init_slot(slots) -> None:
+    global _SLOT
+    _SLOT = slots.get()
+
+
+def _grade_one(task: tuple) -> tuple:
+    student, notebooks, limits, budget = task
+    out = {}
+    for student_nb, source_nb in notebooks:
+        try:
+            out[Path(student_nb).stem] = grade_notebook(Path(student_nb), Path(source_nb), limits, _SLOT, budget)
+        except Exception as err:  # noqa: BLE001 - one submission must never stop the batch
+            out[Path(student_nb).stem] = {"tests": {}, "events": [f"grader error: {type(err).__name__}: {err}"]}
+    return student, out
+
+
+def grade_all(root: Path, assignment: str, results_dir: Path, jobs: int = 1, limits: Limits = Limits(),
+              budget: float = 600.0) -> dict[str, dict]:
+    """Sandbox-grade every ``submitted/STUDENT/ASSIGNMENT/*.ipynb``; write ``results_dir/STUDENT/NB.json``."""
+    sources = {p.name: p for p in (root / "source" / assignment).glob("*.ipynb")} or \
+        {p.name: p for p in (root / "solutions" / assignment).glob("*.ipynb")}
+    tasks = []
+    for folder in sorted((root / "submitted").glob(f"*/{assignment}")):
+        notebooks = [(str(p), str(sources[p.name])) for p in sorted(folder.glob("*.ipynb")) if p.name in sources]
+        tasks.append((folder.parent.name, notebooks, limits, budget))
+    if jobs <= 1:
+        done = map(_grade_one, tasks)
+        results = dict(done)
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        slots = ctx.Queue()
+        for i in range(jobs):
+            slots.put(i)
+        with ctx.Pool(jobs, initializer=_init_slot, initargs=(slots,)) as pool:
+            results = dict(pool.imap_unordered(_grade_one, tasks))
+    for student, notebooks in results.items():
+        for name, result in notebooks.items():
+            path = results_dir / student / f"{name}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(result), encoding="utf-8")
+    return results
+
+
+def protections_warning() -> str | None:
+    missing = missing_protections()
+    if not missing:
+        return None
+    return ("WARNING: this machine cannot sandbox fully (run the grader as root for that); missing: "
+            + "; ".join(missing))

@@ -1,0 +1,118 @@
+"""Plain-data encoding of the values exchanged with a sandboxed student worker (never pickle).
+
+A value crosses the sandbox boundary as JSON: ``None``, ``bool``, ``int``, ``float``, ``str``,
+lists, tuples (``{"__tuple__": [...]}``), dicts with string keys (``{"__dict__": [[k, v], ...]}``),
+torch dtypes (``{"__dtype__": "float32"}``) and CPU tensors as their raw bytes
+(``{"__tensor__": {"dtype", "shape", "data": base64}}``). Decoding builds only those exact types, so
+an object whose ``__eq__`` always says ``True``, a tensor subclass or anything that runs code when
+it is read back cannot reach the grader: it fails to encode, and the test that asked for it fails.
+"""
+from __future__ import annotations
+
+import base64
+import math
+
+import torch
+
+#: dtypes that may cross (name -> dtype); anything else is refused.
+DTYPES = {str(d).removeprefix("torch."): d for d in (
+    torch.float64, torch.float32, torch.float16, torch.bfloat16, torch.int64, torch.int32, torch.int16,
+    torch.int8, torch.uint8, torch.bool, torch.complex64, torch.complex128)}
+MAX_DEPTH = 20
+
+
+class WireError(TypeError):
+    """A value cannot cross the sandbox boundary (an unsupported type, or a malformed message)."""
+
+
+def encode(value, depth: int = 0):
+    """``value`` as JSON-ready plain data; raises :class:`WireError` for anything else."""
+    if depth > MAX_DEPTH:
+        raise WireError("value nested too deeply")
+    kind = type(value)
+    if value is None or kind in (bool, str):
+        return value
+    if kind is int:
+        return value
+    if kind is float:
+        return value if math.isfinite(value) else {"__float__": repr(value)}
+    if kind in (list, tuple):
+        items = [encode(v, depth + 1) for v in value]
+        return items if kind is list else {"__tuple__": items}
+    if kind is torch.Size:
+        return {"__tuple__": [int(v) for v in value]}
+    if kind is dict:
+        if not all(type(k) is str for k in value):
+            raise WireError("dict keys must be str")
+        return {"__dict__": [[k, encode(v, depth + 1)] for k, v in value.items()]}
+    if kind is torch.dtype:
+        name = str(value).removeprefix("torch.")
+        if name not in DTYPES:
+            raise WireError(f"dtype {value} cannot cross the sandbox")
+        return {"__dtype__": name}
+    if kind in (torch.Tensor, torch.nn.Parameter):
+        return _encode_tensor(value)
+    module = getattr(kind, "__module__", "")
+    if module == "numpy" and hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        return encode(value.item(), depth)  # a NumPy scalar (np.int64 from a formula) as int/float/bool
+    raise WireError(f"a value of type {kind.__name__} cannot cross the sandbox "
+                    "(return tensors, numbers, strings, lists, tuples or dicts)")
+
+
+def _encode_tensor(t: torch.Tensor) -> dict:
+    t = t.detach()
+    if t.device.type != "cpu":
+        t = t.cpu()
+    name = str(t.dtype).removeprefix("torch.")
+    if name not in DTYPES:
+        raise WireError(f"tensor dtype {t.dtype} cannot cross the sandbox")
+    data = t.contiguous().view(-1).view(torch.uint8) if t.numel() and t.dtype != torch.uint8 else t.contiguous().view(-1)
+    raw = bytes(data.numpy().tobytes()) if t.numel() else b""
+    return {"__tensor__": {"dtype": name, "shape": list(t.shape), "data": base64.b64encode(raw).decode("ascii")}}
+
+
+def decode(data, depth: int = 0):
+    """The inverse of :func:`encode`, checking every type exactly."""
+    if depth > MAX_DEPTH:
+        raise WireError("value nested too deeply")
+    kind = type(data)
+    if data is None or kind in (bool, int, float, str):
+        return data
+    if kind is list:
+        return [decode(v, depth + 1) for v in data]
+    if kind is not dict or len(data) != 1:
+        raise WireError(f"malformed value of type {kind.__name__}")
+    (tag, body), = data.items()
+    if tag == "__tuple__" and type(body) is list:
+        return tuple(decode(v, depth + 1) for v in body)
+    if tag == "__dict__" and type(body) is list:
+        out = {}
+        for pair in body:
+            if type(pair) is not list or len(pair) != 2 or type(pair[0]) is not str:
+                raise WireError("malformed dict entry")
+            out[pair[0]] = decode(pair[1], depth + 1)
+        return out
+    if tag == "__float__" and body in ("nan", "inf", "-inf"):
+        return float(body)
+    if tag == "__dtype__" and type(body) is str and body in DTYPES:
+        return DTYPES[body]
+    if tag == "__tensor__" and type(body) is dict:
+        return _decode_tensor(body)
+    raise WireError(f"malformed value tagged {str(tag)[:40]!r}")
+
+
+def _decode_tensor(body: dict) -> torch.Tensor:
+    dtype, shape, data = body.get("dtype"), body.get("shape"), body.get("data")
+    if type(dtype) is not str or dtype not in DTYPES or type(shape) is not list or type(data) is not str:
+        raise WireError("malformed tensor")
+    if not all(type(s) is int and 0 <= s for s in shape) or len(shape) > 16:
+        raise WireError(f"malformed tensor shape {shape!r:.80}")
+    raw = base64.b64decode(data, validate=True)
+    numel = math.prod(shape)
+    itemsize = torch.empty((), dtype=DTYPES[dtype]).element_size()
+    if len(raw) != numel * itemsize:
+        raise WireError(f"tensor of shape {shape} and dtype {dtype} with {len(raw)} bytes")
+    if numel == 0:
+        return torch.empty(shape, dtype=DTYPES[dtype])
+    flat = torch.frombuffer(bytearray(raw), dtype=torch.uint8)
+    return flat.view(DTYPES[dtype]).reshape(shape).clone()

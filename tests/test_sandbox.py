@@ -1,0 +1,357 @@
+"""Sandboxed autograding: a bank of attacks on the grader, graded for real by the instructor's command.
+
+Every attacker starts from the released assignment 1 (its functions raise NotImplementedError, an
+honest 0) and adds an attack in its first solution cell: cheating (blank the tests, drop asserts,
+patch the checks, an ``__eq__`` that always says True), snooping (sources, hidden tests, gradebook,
+other submissions, the grader's environment, the network), vandalism (the gradebook, other
+submissions) or denial of service (exits, a segfault, loops, bombs, daemons, floods). The whole batch
+goes through ``python -m course_lib.grading autograde`` in one call, two submissions at a time, next
+to a correct submission and a partly correct one. Each attacker must score 0, nothing secret may
+reach its graded notebook, the others' grades and the gradebook must be intact, no process may
+survive, and the batch must finish. Stock nbgrader fails most of these cases (see the README).
+"""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import shutil
+
+from conftest import ROOT
+from submission_bank import ASSIGNMENT, POINTS, RELEASE, solution_code
+
+from course_lib.grading import cli, sandbox, wire
+
+ROOT_ONLY = pytest.mark.skipif(not sandbox.can_isolate(),
+                               reason="the sandbox needs root (namespaces, another user); CI runs as root")
+SECRET_ENV = "GRADER_API_TOKEN"
+SECRET = "tok-5f1c0ffee-do-not-leak"
+FILE_SECRET = "course-secret-7b2d"
+OTHER_MARKER = "# correct-student-private-marker-8841"
+CANARY = Path("/tmp/sandbox-test-canary-pwned")
+
+# The released first solution cell raises NotImplementedError; an attack replaces it.
+BLANK_SIZE = "def conv_output_size(size, kernel_size, stride=1, padding=0, dilation=1):\n    raise NotImplementedError()\n"
+
+ATTACKS: dict[str, str] = {
+    # Cheating: make the tests pass without answers.
+    "input_transformer": "get_ipython().input_transformers_cleanup.append(lambda lines: [])\n" + BLANK_SIZE,
+    "ast_transformer": """
+import ast
+class DropAsserts(ast.NodeTransformer):
+    def visit_Assert(self, node):
+        return None
+get_ipython().ast_transformers.append(DropAsserts())
+def conv_output_size(size, kernel_size, stride=1, padding=0, dilation=1):
+    return 0
+""",
+    "patched_testing": """
+import numpy.testing, torch.testing, course_lib.grading as g, course_lib.grading.compare as cmp
+numpy.testing.assert_allclose = lambda *a, **k: None
+torch.testing.assert_close = lambda *a, **k: None
+cmp.describe_difference = lambda *a, **k: None
+for name in dir(g):
+    if name.startswith("check_"):
+        setattr(g, name, lambda *a, **k: print("all cases passed"))
+import builtins
+builtins.AssertionError = type("Nothing", (Exception,), {})
+""" + BLANK_SIZE,
+    "eq_always_true": """
+import torch
+class Anything(int):
+    def __eq__(self, other): return True
+    def __ne__(self, other): return False
+    __hash__ = int.__hash__
+class AnyTensor(torch.Tensor):
+    def __eq__(self, other): return True
+def conv_output_size(size, kernel_size, stride=1, padding=0, dilation=1):
+    return Anything(0)
+def conv2d_loops(input, weight, bias=None, stride=1, padding=0, dilation=1):
+    return torch.zeros(1).as_subclass(AnyTensor)
+""",
+    "read_later_cells": """
+import inspect, json, os, sys, gc
+found = []
+for path in os.listdir("."):
+    if path.endswith(".ipynb"):
+        found += [c["source"] for c in json.load(open(path))["cells"]
+                  if "BEGIN " + "HIDDEN" in "".join(c["source"]) and "found" not in "".join(c["source"])]
+def conv_output_size(size, kernel_size, stride=1, padding=0, dilation=1):
+    frames = [f.frame.f_code.co_filename for f in inspect.stack()]
+    hidden = [o for o in gc.get_objects() if isinstance(o, (list, dict)) and "BEGIN " + "HIDDEN" in repr(o)[:100000]][:3]
+    raise RuntimeError(f"frames={frames} hidden={hidden} notebook={found}")
+""",
+    # Snooping: the course folder, the gradebook, other students, the grader's environment.
+    "snoop_files": """
+import os, glob
+loot = {}
+for pattern in ["COURSE/secret.txt", "COURSE/gradebook.db", "COURSE/solutions/*/*.ipynb",
+                "COURSE/submitted/*/*/*.ipynb", "COURSE/autograded/*/*/*.ipynb", "/root/*", "/root/.*",
+                "/proc/1/environ", "/proc/*/environ", "/etc/shadow", "/work/main/solutions/*/*.ipynb",
+                "/work/main/gradebook.db"]:
+    for path in glob.glob(pattern):
+        try:
+            loot[path] = open(path, "rb").read(200000).decode("latin-1")
+        except Exception as err:
+            loot[path] = "DENIED " + type(err).__name__
+def conv_output_size(size, kernel_size, stride=1, padding=0, dilation=1):
+    raise RuntimeError(repr(loot) + repr(dict(os.environ)) + repr(os.listdir("/")))
+""",
+    "snoop_network": """
+import socket
+def conv_output_size(size, kernel_size, stride=1, padding=0, dilation=1):
+    s = socket.create_connection(("127.0.0.1", PORT), timeout=3)
+    s.sendall(b"stolen")
+    return 0
+""",
+    # Vandalism: rewrite every grade, other students' work, plant files.
+    "write_gradebook": """
+import sqlite3, glob, os
+for db in glob.glob("COURSE/gradebook.db"):
+    con = sqlite3.connect(db)
+    con.execute("UPDATE grade SET manual_score = 0")
+    con.commit()
+for nb in glob.glob("COURSE/submitted/*/*/*.ipynb") + glob.glob("COURSE/solutions/*/*.ipynb"):
+    open(nb, "w").write("{}")
+open("COURSE/planted.txt", "w").write("x")
+""" + BLANK_SIZE,
+    "unpickle": """
+import pickle
+weights = pickle.load(open("weights.pkl", "rb"))  # runs the payload, inside the sandbox only
+def conv_output_size(size, kernel_size, stride=1, padding=0, dilation=1):
+    return {"__tensor__": {"dtype": "float32", "shape": [1], "data": "!!"}}
+""",
+    # Denial of service.
+    "os_exit": "import os\nos._exit(0)\n" + BLANK_SIZE,
+    "sys_exit": "import sys\ndef conv_output_size(size, kernel_size, stride=1, padding=0, dilation=1):\n    sys.exit(0)\n",
+    "segfault": "import ctypes\nctypes.string_at(0)\n" + BLANK_SIZE,
+    "sigint_busy_loop": "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass\n",
+    "infinite_loop_in_call": "def conv_output_size(size, kernel_size, stride=1, padding=0, dilation=1):\n    while True:\n        pass\n",
+    "memory_bomb": "blocks = []\nwhile True:\n    blocks.append(bytearray(64 << 20))\n",
+    "fork_bomb": """
+import os, time
+made = 0
+for _ in range(5000):
+    try:
+        if os.fork() == 0:
+            time.sleep(600)
+            os._exit(0)
+        made += 1
+    except OSError:
+        break
+print("forked", made)
+""" + BLANK_SIZE,
+    "daemon": """
+import os, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        time.sleep(3)
+        open("CANARY", "w").write("survived")
+        time.sleep(600)
+    os._exit(0)
+""" + BLANK_SIZE,
+    "huge_line": "print('x' * (300 << 20))\ndef conv_output_size(size, kernel_size, stride=1, padding=0, dilation=1):\n"
+                 "    print('y' * (50 << 20))\n    return 'z' * (40 << 20)\n",
+    "huge_file": """
+with open("big.bin", "wb") as f:
+    try:
+        for _ in range(2048):
+            f.write(b"\\0" * (1 << 20))
+    except OSError as err:
+        print("stopped:", err)
+""" + BLANK_SIZE,
+}
+
+
+def make_course(root: Path) -> Path:
+    """A fresh course directory (config + solutions) whose assignments/ and gradebook come from a release."""
+    shutil.copy(ROOT / "nbgrader_config.py", root)
+    shutil.copytree(ROOT / "solutions" / ASSIGNMENT, root / "solutions" / ASSIGNMENT)
+    cli.release(root, [ASSIGNMENT])
+    return root
+
+
+def read_notebook(path: Path) -> dict:
+    import nbformat
+
+    return nbformat.read(str(path), as_version=4)
+
+
+def gradebook_scores(course: Path, assignment: str, students) -> dict[str, dict[str, float]]:
+    """``student -> {grade_id: auto_score}`` for every student that was autograded."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        return {s: {g.name: g.auto_score for g in gb.find_submission_notebook(assignment, assignment, s).grades}
+                for s in students if (course / "autograded" / s).exists()}
+
+
+class Payload:
+    def __reduce__(self):
+        return (os.system, (f"echo pwned > {CANARY}",))
+
+
+def _notebook(cells: dict[str, str]) -> str:
+    nb = json.loads(RELEASE.read_text(encoding="utf-8"))
+    for cell in nb["cells"]:
+        grade_id = cell["metadata"].get("nbgrader", {}).get("grade_id")
+        if grade_id in cells:
+            cell["source"] = cells[grade_id]
+    return json.dumps(nb)
+
+
+def _sandbox_uids_running() -> list[str]:
+    out = subprocess.run(["ps", "-eo", "uid=,pid=,args="], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if int(line.split()[0]) >= sandbox.SANDBOX_UID_BASE]
+
+
+@pytest.fixture(scope="module")
+def attacked(tmp_path_factory):
+    course = make_course(tmp_path_factory.mktemp("course"))
+    (course / "secret.txt").write_text(FILE_SECRET)
+    CANARY.unlink(missing_ok=True)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.settimeout(0.5)
+    connections = []
+
+    def accept():
+        while not stop.is_set():
+            try:
+                connections.append(listener.accept())
+            except OSError:
+                pass
+    stop = threading.Event()
+    threading.Thread(target=accept, daemon=True).start()
+
+    inbox = tmp_path_factory.mktemp("inbox")
+    correct = solution_code()
+    correct["conv_output_size"] += f"\n{OTHER_MARKER}\n"
+    # Right except for the convolution with loops, which crashes the interpreter: only its tests fail.
+    partly = dict(solution_code())
+    partly["conv2d_loops"] = "import ctypes\n" + partly["conv2d_loops"].replace('    """\n', '    """\n    ctypes.string_at(0)\n', 1)
+    students = {"correct": correct, "segfault_in_one_part": partly}
+    port = listener.getsockname()[1]
+    for name, code in ATTACKS.items():
+        code = code.replace("COURSE", str(course)).replace("PORT", str(port)).replace("CANARY", str(CANARY))
+        students[name] = {"conv_output_size": code}
+    for name, cells in students.items():
+        (inbox / name).mkdir()
+        (inbox / name / f"{ASSIGNMENT}.ipynb").write_text(_notebook(cells), encoding="utf-8")
+    (inbox / "unpickle" / "weights.pkl").write_bytes(pickle.dumps(Payload()))
+
+    gradebook_before = (course / "gradebook.db").stat().st_size
+    env = dict(os.environ, **{SECRET_ENV: SECRET})
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "course_lib.grading", "--root", str(course), "autograde", ASSIGNMENT,
+                             "--submissions", str(inbox), "--jobs", "2", "--start-timeout", "30", "--call-timeout", "10",
+                             "--timeout", "60"], capture_output=True, text=True, env=env, timeout=900)
+    seconds = time.perf_counter() - start
+    time.sleep(4)  # a surviving daemon would write its canary by now
+    stop.set()
+    print(f"\nsandboxed: {len(students)} submissions in {seconds:.1f} s with 2 jobs")
+    print(result.stderr[-1500:])
+    (Path(str(course)) / "grading.log").write_text(result.stdout + result.stderr)
+    return {"course": course, "result": result, "students": students, "connections": connections,
+            "seconds": seconds, "gradebook_before": gradebook_before, "survivors": _sandbox_uids_running()}
+
+
+def test_wire_round_trip_and_exact_types():
+    values = [None, True, 3, -2.5, float("nan"), "s", [1, (2, 3)], {"a": torch.float64},
+              torch.arange(6, dtype=torch.float32).reshape(2, 3), torch.tensor([True, False]),
+              torch.zeros(0, 3, dtype=torch.int64), torch.ones(2, dtype=torch.bfloat16), torch.Size([2, 3])]
+    for value in values:
+        back = wire.decode(json.loads(json.dumps(wire.encode(value))))
+        if isinstance(value, torch.Tensor):
+            assert type(back) is torch.Tensor and back.dtype == value.dtype and torch.equal(back, value)
+        elif isinstance(value, float) and value != value:
+            assert back != back
+        else:
+            assert back == (tuple(value) if isinstance(value, torch.Size) else value) and type(back) is (
+                tuple if isinstance(value, torch.Size) else type(value))
+
+    class Anything(int):
+        def __eq__(self, other):
+            return True
+
+    for bad in (Anything(1), torch.zeros(1).as_subclass(type("T", (torch.Tensor,), {})), object(), {1: 2},
+                Payload()):
+        with pytest.raises(wire.WireError):
+            wire.encode(bad)
+    for malformed in ({"__tensor__": {"dtype": "float32", "shape": [2], "data": "AAAA"}},
+                      {"__tensor__": {"dtype": "object", "shape": [1], "data": ""}}, {"__pickle__": "x"},
+                      {"a": 1, "b": 2}, {"__tensor__": {"dtype": "float32", "shape": [-1], "data": ""}}):
+        with pytest.raises((wire.WireError, ValueError)):
+            wire.decode(malformed)
+
+
+@ROOT_ONLY
+def test_every_attack_scores_zero_and_the_batch_finishes(attacked):
+    result = attacked["result"]
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    scores = gradebook_scores(attacked["course"], ASSIGNMENT, attacked["students"])
+    assert set(scores) == set(attacked["students"]), f"not graded: {set(attacked['students']) - set(scores)}"
+    assert {g: scores["correct"][g] for g in POINTS} == POINTS, "the correct submission lost points"
+    for student in ATTACKS:
+        got = {g: scores[student][g] for g in POINTS}
+        assert sum(got.values()) == 0, f"{student} scored {got}"
+
+
+@ROOT_ONLY
+def test_a_crash_costs_only_the_tests_it_affects(attacked):
+    got = gradebook_scores(attacked["course"], ASSIGNMENT, ["segfault_in_one_part"])["segfault_in_one_part"]
+    failed = {g for g in POINTS if got[g] == 0}
+    assert failed == {"test_conv2d_loops", "test_conv2d_loops_hidden"}, got
+    assert "SIGSEGV" in attacked["result"].stderr
+
+
+@ROOT_ONLY
+def test_nothing_secret_reaches_a_graded_notebook(attacked):
+    course = attacked["course"]
+    hidden = "SizeCase(227, 11, stride=4)"  # a hidden test case of the source
+    for student in ATTACKS:
+        nb = read_notebook(course / "autograded" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
+        shown = json.dumps([c.get("outputs", []) for c in nb["cells"]])
+        for secret in (SECRET, FILE_SECRET, OTHER_MARKER, "SQLite format", "BEGIN HIDDEN TESTS", hidden, str(course)
+                       + "/solutions"):
+            assert secret not in shown, f"{student} leaked {secret!r}"
+    snooped = read_notebook(course / "autograded" / "snoop_files" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
+    test = next(c for c in snooped["cells"] if c["metadata"].get("nbgrader", {}).get("grade_id") == "test_conv_output_size")
+    assert "/home/student" in json.dumps(test["outputs"]), "the snooping attack did not run at all"
+
+
+@ROOT_ONLY
+def test_no_network_no_vandalism_no_survivors(attacked):
+    course = attacked["course"]
+    assert attacked["connections"] == [], "a submission reached the network"
+    assert not (course / "planted.txt").exists()
+    assert not CANARY.exists(), "code outside the sandbox ran a payload, or a daemon survived"
+    assert attacked["survivors"] == [], f"processes survived the sandbox: {attacked['survivors']}"
+    assert OTHER_MARKER in (course / "submitted" / "correct" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text()
+    assert "BEGIN HIDDEN TESTS" in (course / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text()
+    with sqlite3.connect(course / "gradebook.db") as con:  # one submission per student, none doubled
+        rows = con.execute("SELECT student_id, COUNT(*) FROM submitted_assignment GROUP BY student_id").fetchall()
+    assert sorted(rows) == sorted((s, 1) for s in attacked["students"])
+
+
+@ROOT_ONLY
+def test_floods_are_capped(attacked):
+    course = attacked["course"]
+    for student in ("huge_line", "huge_file"):
+        path = course / "autograded" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+        assert path.stat().st_size < 2 << 20, f"{student}: graded notebook of {path.stat().st_size} bytes"
+    assert not list(course.rglob("big.bin")), "the huge file reached the course folder"
+    assert len(attacked["result"].stderr) < 4 << 20
