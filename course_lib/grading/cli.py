@@ -42,6 +42,16 @@ LOCAL_MATHJAX = """<!-- MathJax 3, served from the folder next to this page (no 
     <script defer src="mathjax/tex-svg.js"></script>"""
 
 
+#: A gradebook other than ``ROOT/gradebook.db``, e.g. ``postgresql+psycopg2://user@/gradebook?host=/run/postgresql``
+#: for a large class (the global option ``--db-url`` sets it); nbgrader gets it as ``CourseDirectory.db_url``.
+DB_URL_ENV = "COURSE_DB_URL"
+
+
+def db_url(root: Path) -> str:
+    """The gradebook's SQLAlchemy URL: ``$COURSE_DB_URL``, or SQLite in the course directory."""
+    return os.environ.get(DB_URL_ENV) or f"sqlite:///{root / 'gradebook.db'}"
+
+
 def nbgrader(root: Path, *args: str, check: bool = True, env_extra: dict | None = None) -> subprocess.CompletedProcess:
     """Run ``nbgrader ARGS`` in the course directory ``root``; its log goes to our stderr."""
     if not (root / "nbgrader_config.py").exists():
@@ -49,6 +59,8 @@ def nbgrader(root: Path, *args: str, check: bool = True, env_extra: dict | None 
     env = dict(os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
                **(env_extra or {}))
     cmd = [sys.executable, "-m", "nbgrader", *args]
+    if os.environ.get(DB_URL_ENV):
+        cmd.append(f"--CourseDirectory.db_url={os.environ[DB_URL_ENV]}")
     result = subprocess.run(cmd, cwd=root, env=env)
     if check and result.returncode:
         raise subprocess.CalledProcessError(result.returncode, cmd)
@@ -161,7 +173,7 @@ def submission_scores(root: Path, assignment: str) -> dict[str, float | None]:
 
     submitted = sorted(p.parent.name for p in (root / "submitted").glob(f"*/{assignment}"))
     scores: dict[str, float | None] = {}
-    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+    with Gradebook(db_url(root)) as gb:
         for student in submitted:
             graded = (root / "autograded" / student / assignment).is_dir()
             scores[student] = gb.find_submission(assignment, student).score if graded else None
@@ -180,7 +192,7 @@ def export_grades(root: Path, output: Path) -> Path:
     from nbgrader.api import Gradebook, MissingEntry
 
     rows = []
-    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+    with Gradebook(db_url(root)) as gb:
         for assignment in gb.assignments:
             for student in gb.students:
                 row = {"student_id": student.id, "assignment": assignment.name, "score": 0.0,
@@ -235,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="python -m course_lib.grading", description=__doc__.split("\n")[0])
     parser.add_argument("--root", type=Path, default=Path.cwd(), help="the course directory (default: here)")
+    parser.add_argument("--db-url", help="the gradebook's SQLAlchemy URL, e.g. postgresql+psycopg2://USER@/DB?host=SOCKET_DIR "
+                                         f"(default: ${DB_URL_ENV}, else sqlite:///ROOT/gradebook.db)")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("release", help="regenerate assignments/ from solutions/").add_argument("assignment", nargs="*")
     grade = sub.add_parser("autograde", help="grade every submission of an assignment")
@@ -255,6 +269,8 @@ def _main(argv: list[str] | None) -> int:
     sub.add_parser("feedback", help="generate feedback HTML for every graded student").add_argument("assignment")
     args = parser.parse_args(argv)
     root = args.root.resolve()
+    if args.db_url:
+        os.environ[DB_URL_ENV] = args.db_url
     if args.command == "release":
         for path in release(root, args.assignment):
             print(f"released {path.relative_to(root)}")
