@@ -195,12 +195,8 @@ class Sandbox:
         """Send one message and read the reply, at most ``reply_bytes`` within ``timeout`` seconds."""
         if self.proc is None or self.proc.poll() is not None:
             raise SandboxError(self._death())
-        try:
-            self.proc.stdin.write(json.dumps(message, allow_nan=False).encode() + b"\n")
-            self.proc.stdin.flush()
-        except (BrokenPipeError, OSError):
-            raise SandboxError(self._death()) from None
         deadline = time.monotonic() + timeout
+        self._write(json.dumps(message, allow_nan=False).encode() + b"\n", deadline, timeout)
         fd = self.proc.stdout.fileno()
         chunks, size = [self._buffer], len(self._buffer)
         with selectors.DefaultSelector() as sel:
@@ -231,6 +227,31 @@ class Sandbox:
             self.kill()
             raise SandboxError("broke the protocol (the sandbox was killed)")
         return reply
+
+    def _write(self, data: bytes, deadline: float, timeout: float) -> None:
+        """Write without blocking past the deadline (a worker that stops reading cannot hang us)."""
+        fd = self.proc.stdin.fileno()
+        os.set_blocking(fd, False)
+        view = memoryview(data)
+        with selectors.DefaultSelector() as sel:
+            sel.register(fd, selectors.EVENT_WRITE)
+            while view:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self.kill()
+                    raise SandboxError(f"timed out after {timeout:g} s (the sandbox was killed)")
+                if not sel.select(left):
+                    continue
+                try:
+                    view = view[os.write(fd, view):]
+                except BlockingIOError:
+                    continue
+                except OSError:  # a broken pipe: the worker is gone
+                    try:
+                        self.proc.wait(timeout=5)
+                    except subprocess.TimeoutExpired:
+                        self.kill()
+                    raise SandboxError(self._death()) from None
 
     def _death(self) -> str:
         code = self.proc.poll() if self.proc else None
