@@ -8,7 +8,7 @@ submissions) or denial of service (exits, a segfault, loops, bombs, daemons, flo
 goes through ``python -m course_lib.grading autograde`` in one call, two submissions at a time, next
 to a correct submission and a partly correct one. Each attacker must score 0, nothing secret may
 reach its graded notebook, the others' grades and the gradebook must be intact, no process may
-survive, and the batch must finish. Stock nbgrader fails most of these cases (see the README).
+survive, and the batch must finish.
 """
 from __future__ import annotations
 
