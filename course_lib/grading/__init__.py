@@ -21,6 +21,10 @@ from course_lib.grading.training_checks import (AUGMENT_CASES, BALANCE_CASES, SC
                                                 check_sample_weights, check_warmup_cosine)
 from course_lib.grading.compare import (FROM_SCRATCH, TOLERANCES, CheckFailure, ForbiddenCall, describe_difference,
                                         tolerance)
+from course_lib.grading.rnn_checks import (BPTT_CASES, CELL_CASES, CLIP_CASES, RNN_FROM_SCRATCH, BPTTCase, CellCase,
+                                           ClipCase, check_classifier_accuracy, check_clip_grad_norm, check_gru_cell,
+                                           check_lstm_cell, check_rnn_backward, check_rnn_cell,
+                                           build_classifier, check_sequence_classifier, load_state_dict_file)
 from course_lib.grading.conv_checks import (CONV_CASES, SIZE_CASES, ConvCase, SizeCase, check_conv2d,
                                             check_conv2d_backward, check_conv_output_size, check_im2col)
 from course_lib.grading.pool_checks import (POOL_CASES, PoolCase, check_avg_pool2d, check_avg_pool2d_backward,
@@ -36,4 +40,7 @@ __all__ = [
     "check_depthwise_separable", "check_conv_costs", "check_model_file", "check_test_accuracy",
     "AUGMENT_CASES", "BALANCE_CASES", "SCHEDULE_CASES", "check_random_crop_flip", "check_class_weights",
     "check_sample_weights", "check_balanced_accuracy", "check_warmup_cosine", "check_finetune_setup",
+    "RNN_FROM_SCRATCH", "CellCase", "BPTTCase", "ClipCase", "CELL_CASES", "BPTT_CASES", "CLIP_CASES",
+    "check_rnn_cell", "check_lstm_cell", "check_gru_cell", "check_rnn_backward", "check_clip_grad_norm",
+    "check_sequence_classifier", "check_classifier_accuracy", "load_state_dict_file", "build_classifier",
 ]
