@@ -375,12 +375,13 @@ def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
 def build_from_file(build_model: Callable, path: str | Path, check: str, contains: type | None = None) -> nn.Module:
     """``build_model()`` with the weights of ``path`` loaded strictly, in eval mode."""
     params = f"path={str(path)!r}"
-    state = load_weights(path)
+    # build first: an unanswered build_model raises NotImplementedError, not "no file"
     model = call_student(check, str(path), params, (), build_model)
     if not isinstance(model, nn.Module):
         raise fail(check, str(path), params, f"build_model() must return an nn.Module, got {type(model).__name__}")
     if contains is not None and not any(isinstance(m, contains) for m in model.modules()):
         raise fail(check, str(path), params, f"the network does not use your {contains.__name__}")
+    state = load_weights(path)
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
