@@ -27,8 +27,17 @@ from course_lib.grading.rnn_checks import (BPTT_CASES, CELL_CASES, CLIP_CASES, R
                                            build_classifier, check_sequence_classifier, load_state_dict_file)
 from course_lib.grading.conv_checks import (CONV_CASES, SIZE_CASES, ConvCase, SizeCase, check_conv2d,
                                             check_conv2d_backward, check_conv_output_size, check_im2col)
+from course_lib.grading.attention_checks import (ATTENTION_CASES, SE_CASES, AttentionCase, SECase,
+                                                 check_attention_pool, check_spatial_softmax, check_squeeze_excitation)
+from course_lib.grading.gan_checks import (LOSS_CASES, NET_CASES, STEP_CASES, TRAINING_CASES, LossCase, NetCase,
+                                           StepCase, TrainingCase, check_discriminator, check_gan_losses,
+                                           check_generator, check_short_training, check_train_step)
 from course_lib.grading.pool_checks import (POOL_CASES, PoolCase, check_avg_pool2d, check_avg_pool2d_backward,
                                             check_max_pool2d, check_max_pool2d_backward)
+from course_lib.grading.segmentation_checks import (DICE_CASES, IOU_CASES, SEGMENTATION_MIN_IOU, SEGMENTATION_TASK,
+                                                    UNET_CASES, MaskCase, SegmentationTask, UNetCase, check_mean_iou,
+                                                    check_segmentation_model, check_soft_dice_loss, check_unet_shapes,
+                                                    load_weights)
 
 __all__ = [
     "FROM_SCRATCH", "TOLERANCES", "CheckFailure", "ForbiddenCall", "describe_difference", "tolerance",
@@ -43,4 +52,12 @@ __all__ = [
     "RNN_FROM_SCRATCH", "CellCase", "BPTTCase", "ClipCase", "CELL_CASES", "BPTT_CASES", "CLIP_CASES",
     "check_rnn_cell", "check_lstm_cell", "check_gru_cell", "check_rnn_backward", "check_clip_grad_norm",
     "check_sequence_classifier", "check_classifier_accuracy", "load_state_dict_file", "build_classifier",
+    # assignment 4
+    "SECase", "AttentionCase", "SE_CASES", "ATTENTION_CASES", "check_squeeze_excitation", "check_spatial_softmax",
+    "check_attention_pool", "UNetCase", "MaskCase", "SegmentationTask", "UNET_CASES", "DICE_CASES", "IOU_CASES",
+    "SEGMENTATION_TASK", "SEGMENTATION_MIN_IOU", "check_unet_shapes", "check_soft_dice_loss", "check_mean_iou",
+    "check_segmentation_model", "load_weights",
+    # assignment 5
+    "NetCase", "LossCase", "StepCase", "TrainingCase", "NET_CASES", "LOSS_CASES", "STEP_CASES", "TRAINING_CASES",
+    "check_generator", "check_discriminator", "check_gan_losses", "check_train_step", "check_short_training",
 ]
