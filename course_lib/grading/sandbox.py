@@ -98,6 +98,11 @@ _SETUP = r"""
 set -e
 new="$1"; work="$2"; tmpsize="$3"; shift 3
 mount -t tmpfs -o size=16m,mode=755 sandbox-root "$new"
+# /tmp and the home first: the read-only binds below may live under /tmp (a checkout in /tmp/...),
+# and a tmpfs mounted later would hide them.
+mkdir -p "$new/proc" "$new/dev" "$new/tmp" "$new/home/student" "$new/etc"
+mount -t tmpfs -o "size=$tmpsize,mode=1777,nosuid,nodev" sandbox-tmp "$new/tmp"
+mount -t tmpfs -o "size=$tmpsize,mode=700,uid=$SANDBOX_UID,gid=$SANDBOX_UID,nosuid,nodev" sandbox-home "$new/home/student"
 while [ "$1" != "--" ]; do
   if [ -L "$1" ]; then mkdir -p "$(dirname "$new$1")"; ln -s "$(readlink "$1")" "$new$1"
   elif [ -d "$1" ]; then mkdir -p "$new$1"; mount --bind -o ro "$1" "$new$1"
@@ -105,11 +110,8 @@ while [ "$1" != "--" ]; do
   shift
 done
 shift
-mkdir -p "$new/proc" "$new/dev" "$new/tmp" "$new/home/student" "$new/etc"
 mount -t proc proc "$new/proc"
 for d in null zero random urandom; do touch "$new/dev/$d"; mount --bind "/dev/$d" "$new/dev/$d"; done
-mount -t tmpfs -o "size=$tmpsize,mode=1777,nosuid,nodev" sandbox-tmp "$new/tmp"
-mount -t tmpfs -o "size=$tmpsize,mode=700,uid=$SANDBOX_UID,gid=$SANDBOX_UID,nosuid,nodev" sandbox-home "$new/home/student"
 cp -a "$work/." "$new/home/student/"
 echo "student:x:$SANDBOX_UID:$SANDBOX_UID::/home/student:/bin/false" > "$new/etc/passwd"
 echo "student:x:$SANDBOX_UID:" > "$new/etc/group"
