@@ -1,0 +1,180 @@
+"""A bank of realistic submissions of assignment 2 (architectures), built from the released notebook.
+
+Each student starts from ``assignments/a2_architectures/a2_architectures.ipynb`` and fills its solution
+cells with the reference solution's code, changed the way real students get it wrong; a student who
+trained hands in ``a2_model.pt`` next to the notebook, as the assignment asks. The expected score of
+every test cell is worked out by hand in ``EXPECTED``.
+
+The weight files are made once (:func:`weight_files`): the solution's own ``train_and_save`` trains
+the network (about a minute on two idle cores), cached under ``_build/test-grading/`` by the hash of
+the solution's code, so that grading never trains.
+
+    python tests/banks/a2_architectures.py OUT_DIR     writes OUT_DIR/<student>/a2_architectures.ipynb (+ weights)
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+ASSIGNMENT = "a2_architectures"
+RELEASE = ROOT / "assignments" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+SOLUTION = ROOT / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+CACHE = ROOT / "_build" / "test-grading"
+WEIGHTS = "a2_model.pt"
+MANUAL = {"residual_answer": 4}
+
+#: Points of every autograded test cell.
+POINTS = {
+    "test_basic_block": 3, "test_basic_block_hidden": 2,
+    "test_bottleneck": 2, "test_bottleneck_hidden": 2,
+    "test_inception": 3, "test_inception_hidden": 2,
+    "test_separable": 2, "test_costs": 2, "test_separable_hidden": 2,
+    "test_model_file": 2, "test_accuracy_hidden": 6,
+}
+FULL = sum(POINTS.values())
+
+
+def _without(*failed: str) -> dict[str, int]:
+    return {cell: 0 if cell in failed else points for cell, points in POINTS.items()}
+
+
+#: Expected autograde score per student and test cell.
+EXPECTED: dict[str, dict[str, int]] = {
+    "correct": _without(),
+    "blank": _without(*POINTS),
+    # Projects only when the stride changes the size, not when only the channels change: the visible
+    # cases (identity; stride 2 with more channels) pass, the hidden 8 -> 24 channels at stride 1 fails.
+    "no_projection_for_channels": _without("test_basic_block_hidden"),
+    # The last 1x1 convolution does not expand (channels instead of 4 * channels).
+    "bottleneck_no_expansion": _without("test_bottleneck", "test_bottleneck_hidden"),
+    # The "depthwise" 3x3 convolution forgot groups=in_channels: a full convolution.
+    "depthwise_without_groups": _without("test_separable", "test_separable_hidden"),
+    # Pointwise mult-adds M*N without the D_F^2 factor (the module itself is right).
+    "mult_adds_missing_factor": _without("test_costs", "test_separable_hidden"),
+    # Saved the weights before training: the file loads, but the accuracy is that of chance.
+    "saved_before_training": _without("test_accuracy_hidden"),
+    # Saved the whole model with torch.save(model, ...): a pickle, refused by weights_only=True.
+    "pickled_model": _without("test_model_file", "test_accuracy_hidden"),
+}
+
+#: A line of every failing check's message that the student's feedback must show.
+FEEDBACK_MESSAGES = {
+    "blank": "NotImplementedError",
+    "no_projection_for_channels": "check_basic_block failed on case 'more channels, stride 1: projection shortcut'",
+    "bottleneck_no_expansion": "wrong number of parameters: expected 4,544 (torchvision's Bottleneck",
+    "depthwise_without_groups": "a depthwise convolution needs groups=in_channels",
+    "mult_adds_missing_factor": "separable_mult_adds(M, N, D_K, D_F): expected 12,800",
+    "saved_before_training": "is below the required 90%",
+    "pickled_model": "is not a plain state_dict: it cannot be read with torch.load(weights_only=True)",
+}
+
+
+def _load(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def solution_code() -> dict[str, str]:
+    """The reference solution of every solution code cell, as a student would have typed it."""
+    code = {}
+    for cell in _load(SOLUTION)["cells"]:
+        meta = cell["metadata"].get("nbgrader", {})
+        if meta.get("solution") and cell["cell_type"] == "code":
+            code[meta["grade_id"]] = re.sub(r"\n *### (BEGIN|END) SOLUTION", "", cell["source"])
+    return code
+
+
+def _edit(source: str, old: str, new: str) -> str:
+    if old not in source:
+        raise ValueError(f"the solution changed: {old!r} not found; update tests/banks/{ASSIGNMENT}.py")
+    return source.replace(old, new)
+
+
+def _answers(student: str) -> dict[str, str]:
+    if student == "blank":
+        return {}
+    code = solution_code()
+    if student == "no_projection_for_channels":
+        code["basic_block"] = _edit(code["basic_block"], "if stride != 1 or in_channels != channels:", "if stride != 1:")
+    elif student == "bottleneck_no_expansion":
+        code["bottleneck"] = _edit(code["bottleneck"], "out_channels = channels * self.expansion", "out_channels = channels")
+    elif student == "depthwise_without_groups":
+        code["separable"] = _edit(code["separable"], "padding=1, groups=in_channels, bias=False", "padding=1, bias=False")
+    elif student == "mult_adds_missing_factor":
+        code["separable"] = _edit(code["separable"], "+ M * N * D_F * D_F", "+ M * N")
+    elif student == "saved_before_training":
+        code["network"] = _edit(code["network"], "    torch.save(model.state_dict(), path)\n", "")
+        code["network"] = _edit(code["network"], "    train_data = load_fashion_mnist",
+                                "    torch.save(model.state_dict(), path)\n    train_data = load_fashion_mnist")
+    elif student == "pickled_model":
+        code["network"] = _edit(code["network"], "torch.save(model.state_dict(), path)", "torch.save(model, path)")
+    return code
+
+
+def submission(student: str) -> str:
+    """The notebook ``student`` hands in, as text."""
+    nb = _load(RELEASE)
+    answers = _answers(student)
+    for cell in nb["cells"]:
+        grade_id = cell["metadata"].get("nbgrader", {}).get("grade_id")
+        if grade_id in answers:
+            cell["source"] = answers[grade_id]
+        if grade_id == "residual_answer" and student != "blank":
+            cell["source"] = "The shortcut adds the identity to every block's Jacobian, so ..."
+    return json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
+
+
+def _solution_namespace() -> dict:
+    """The solution's set-up and code cells executed, as in the notebook (defines train_and_save)."""
+    namespace: dict = {"__name__": "a2_solution"}
+    nb = _load(SOLUTION)
+    for cell in nb["cells"]:
+        meta = cell["metadata"].get("nbgrader", {})
+        if cell["cell_type"] == "code" and not meta.get("grade"):
+            exec(compile(cell["source"], f"<{meta.get('grade_id')}>", "exec"), namespace)
+    return namespace
+
+
+def weight_files() -> dict[str, Path]:
+    """``kind -> file``: ``trained`` (the solution's training), ``untrained`` (saved before training),
+    ``pickled`` (a whole model pickled by ``torch.save(model, ...)``); cached by the solution's hash."""
+    import torch
+
+    key = hashlib.sha256(SOLUTION.read_bytes()).hexdigest()[:16]
+    folder = CACHE / f"{ASSIGNMENT}-{key}"
+    files = {kind: folder / f"{kind}.pt" for kind in ("trained", "untrained", "pickled")}
+    if all(p.is_file() for p in files.values()):
+        return files
+    folder.mkdir(parents=True, exist_ok=True)
+    namespace = _solution_namespace()
+    torch.manual_seed(0)
+    torch.save(namespace["build_model"]().state_dict(), files["untrained"])
+    torch.save(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10)), files["pickled"])
+    namespace["train_and_save"](str(files["trained"]) + ".part")
+    Path(str(files["trained"]) + ".part").replace(files["trained"])
+    return files
+
+
+#: Which weight file each student hands in (``None``: none, the student never trained).
+WEIGHT_FILE = {"correct": "trained", "blank": None, "no_projection_for_channels": "trained",
+               "bottleneck_no_expansion": "trained", "depthwise_without_groups": "trained",
+               "mult_adds_missing_factor": "trained", "saved_before_training": "untrained", "pickled_model": "pickled"}
+
+
+def write_bank(folder: Path) -> list[str]:
+    """Write ``folder/<student>/a2_architectures.ipynb`` and the student's ``a2_model.pt``."""
+    files = weight_files()
+    for student in EXPECTED:
+        (folder / student).mkdir(parents=True, exist_ok=True)
+        (folder / student / f"{ASSIGNMENT}.ipynb").write_text(submission(student), encoding="utf-8")
+        if WEIGHT_FILE[student]:
+            shutil.copyfile(files[WEIGHT_FILE[student]], folder / student / WEIGHTS)
+    return list(EXPECTED)
+
+
+if __name__ == "__main__":
+    print(*write_bank(Path(sys.argv[1])), sep="\n")
