@@ -1,0 +1,129 @@
+"""Assignment 3 (practical training): its checks, against the course library's own implementations
+(written independently of the checks' references: scikit-learn, torch's schedulers, all outcomes of
+the augmentation enumerated) and against plausible student bugs, each with its message."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from course_lib import augment, imbalance, transfer
+from course_lib.grading import (CheckFailure, check_balanced_accuracy, check_class_weights, check_finetune_setup,
+                                check_random_crop_flip, check_sample_weights, check_warmup_cosine)
+from course_lib.models.fashion_cnn import fashion_cnn_small
+
+
+def _warmup_cosine(optimizer, warmup, total, t_max=None):
+    def factor(epoch):
+        if epoch < warmup:
+            return (epoch + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (epoch - warmup) / (t_max or total - warmup)))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _finetune(model, num_classes, freeze):
+    transfer.replace_head(model, num_classes)
+    if freeze:
+        transfer.set_trainable(model.features, False)
+    return model
+
+
+def test_checks_pass_the_course_library():
+    check_random_crop_flip(lambda x, p, g: augment.random_crop_flip(x, p, generator=g))
+    check_class_weights(imbalance.class_weights)
+    check_sample_weights(imbalance.balanced_sample_weights)
+    check_balanced_accuracy(imbalance.balanced_accuracy)
+    check_warmup_cosine(_warmup_cosine)
+    check_finetune_setup(_finetune, lambda: fashion_cnn_small(num_classes=5))
+
+
+@pytest.mark.parametrize("check, wrong, message", [
+    (check_sample_weights, lambda labels: imbalance.class_counts(labels).double()[labels],  # not inverted
+     r"draws the classes with probabilities \[0.8535, 0.1366, 0.0085, 0.0014\], expected 0.2500 each"),
+    (check_class_weights, lambda labels, k: 1.0 / imbalance.class_counts(labels, k).float(),  # not scaled by N / K
+     r"expected N / \(K \* n_c\) = \[0.385, 0.9625, 3.85, 9.625\]"),
+    (check_random_crop_flip, lambda x, p, g: augment.random_crop_flip(x, p, generator=None),
+     "draw every random number from the generator argument"),
+    (check_random_crop_flip, lambda x, p, g: augment.random_crop_flip(x, p, flip=False, generator=g),
+     "0 of 600 images flipped"),
+    (check_random_crop_flip, lambda x, p, g: augment.random_crop_flip(x, p, generator=g).flip(-2),
+     "is not a zero-padded crop of its input"),
+    (check_balanced_accuracy, lambda p, l, k: float((p == l).double().mean()), r"\(that is the plain accuracy\)"),
+    (check_warmup_cosine, lambda o, w, t: _warmup_cosine(o, w, t, t_max=t),  # cosine over all epochs
+     "first at epoch 4: expected 0.0950484, got 0.0975528"),
+    (check_warmup_cosine, lambda o, w, t: torch.optim.lr_scheduler.CosineAnnealingLR(o, t),  # no warm-up
+     "first at epoch 0: expected 0.0333333, got 0.1"),
+])
+def test_checks_catch_plausible_bugs(check, wrong, message):
+    with pytest.raises(CheckFailure, match=message):
+        check(wrong)
+
+
+def test_finetune_check_catches_forgotten_freeze_and_lost_weights():
+    build = lambda: fashion_cnn_small(num_classes=5)  # noqa: E731
+    with pytest.raises(CheckFailure, match=r"only the new classifier may be trainable; trainable: \['classifier"):
+        check_finetune_setup(lambda m, k, freeze: transfer.replace_head(m, k), build)
+
+    def fresh(model, k, freeze):  # builds a new network instead of reusing the pretrained one
+        return _finetune(fashion_cnn_small(num_classes=k), k, freeze)
+
+    with pytest.raises(CheckFailure, match="the pretrained feature weights were changed or dropped"):
+        check_finetune_setup(fresh, build)
+
+
+# ------------------------------------------------------------------ the round trip
+import json  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent / "banks"))
+
+from grading_support import autograde, grade_id, gradebook_scores, graded_points, make_course, read_notebook  # noqa: E402
+
+import a3_training as bank  # noqa: E402
+
+
+def test_bank_points_match_the_assignment():
+    assert graded_points(bank.SOLUTION) == {**bank.POINTS, **bank.MANUAL}, "update POINTS in tests/banks/a3_training.py"
+
+
+def test_release_hides_solutions_and_hidden_tests():
+    text = bank.RELEASE.read_text(encoding="utf-8")
+    for marker in ("BEGIN SOLUTION", "BEGIN HIDDEN TESTS", "check_model_balanced_accuracy", "cases=[",
+                   "1.0 / counts[labels]", "math.cos"):
+        assert marker not in text, f"the release leaks {marker!r}"
+    answer = next(c for c in read_notebook(bank.SOLUTION)["cells"] if grade_id(c) == "finetune_answer")["source"]
+    assert answer[:60] not in text, "the release leaks the model answer"
+    assert "min_score=0.90" in bank.SOLUTION.read_text(encoding="utf-8"), "the threshold must stay 90%"
+    assert "fashion_cnn_clothes_0_4" in text, "the release must say which pretrained weights it uses"
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    course = make_course(tmp_path_factory.mktemp("course"))
+    submissions = tmp_path_factory.mktemp("bank")
+    bank.write_bank(submissions)
+    return course, autograde(course, bank.ASSIGNMENT, submissions)
+
+
+@pytest.mark.slow
+def test_bank_gets_exactly_the_expected_scores(graded):
+    course, _ = graded
+    scores = gradebook_scores(course, bank.ASSIGNMENT, bank.EXPECTED)
+    for student, expected in bank.EXPECTED.items():
+        got = {cell: scores[student][cell] for cell in bank.POINTS}
+        assert got == expected, f"{student}: expected {expected}, got {got}"
+        manual = scores[student]["finetune_answer"]
+        assert manual == (0 if student == "blank" else None), f"{student}: written answer auto score {manual}"
+    assert sum(bank.EXPECTED["correct"].values()) == bank.FULL and sum(bank.EXPECTED["blank"].values()) == 0
+
+
+@pytest.mark.slow
+def test_failures_explain_themselves(graded):
+    course, _ = graded
+    for student, message in bank.FEEDBACK_MESSAGES.items():
+        nb = json.loads((course / "autograded" / student / bank.ASSIGNMENT / f"{bank.ASSIGNMENT}.ipynb").read_text())
+        shown = "".join(str(o.get("text", "")) + str(o.get("evalue", "")) + "".join(o.get("traceback", []))
+                        for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", []))
+        assert message in shown, f"{student}: the graded notebook does not say {message!r}"
