@@ -17,8 +17,8 @@ from course_lib.grading.architecture_checks import (BASIC_CASES, BOTTLENECK_CASE
                                                     check_depthwise_separable, check_inception, check_model_file,
                                                     check_test_accuracy)
 from course_lib.grading.training_checks import (AUGMENT_CASES, BALANCE_CASES, SCHEDULE_CASES, check_balanced_accuracy,
-                                                check_class_weights, check_finetune_setup, check_random_crop_flip,
-                                                check_sample_weights, check_warmup_cosine)
+                                                check_class_weights, check_finetune_setup, check_model_balanced_accuracy,
+                                                check_random_crop_flip, check_sample_weights, check_warmup_cosine)
 from course_lib.grading.compare import (FROM_SCRATCH, TOLERANCES, CheckFailure, ForbiddenCall, describe_difference,
                                         tolerance)
 from course_lib.grading.rnn_checks import (BPTT_CASES, CELL_CASES, CLIP_CASES, RNN_FROM_SCRATCH, BPTTCase, CellCase,
@@ -49,6 +49,7 @@ __all__ = [
     "check_depthwise_separable", "check_conv_costs", "check_model_file", "check_test_accuracy",
     "AUGMENT_CASES", "BALANCE_CASES", "SCHEDULE_CASES", "check_random_crop_flip", "check_class_weights",
     "check_sample_weights", "check_balanced_accuracy", "check_warmup_cosine", "check_finetune_setup",
+    "check_model_balanced_accuracy",
     "RNN_FROM_SCRATCH", "CellCase", "BPTTCase", "ClipCase", "CELL_CASES", "BPTT_CASES", "CLIP_CASES",
     "check_rnn_cell", "check_lstm_cell", "check_gru_cell", "check_rnn_backward", "check_clip_grad_norm",
     "check_sequence_classifier", "check_classifier_accuracy", "load_state_dict_file", "build_classifier",

@@ -244,3 +244,28 @@ def check_finetune_setup(prepare_finetune: Callable, build_pretrained: Callable,
             frozen = sorted(n for n, p in model.named_parameters() if not p.requires_grad)
             raise fail(check, case, params, f"every parameter must be trainable; frozen: {frozen}")
     _passed(check, 2)
+
+
+# --------------------------------------------------------------------------- the fine-tuned model
+def check_model_balanced_accuracy(build_model: Callable, path, images: torch.Tensor, labels: torch.Tensor,
+                                  min_score: float) -> None:
+    """The saved weights (read with ``weights_only=True``, never unpickled) loaded into ``build_model()``
+    must reach a balanced accuracy (``sklearn.metrics.balanced_accuracy_score``: the mean of the
+    per-class recalls) of ``min_score`` on ``(images, labels)``. Returns nothing: nbgrader would take a
+    number left as a test cell's value for its (partial) score."""
+    from sklearn.metrics import balanced_accuracy_score
+
+    from course_lib.grading.architecture_checks import build_from_file
+
+    check = "check_model_balanced_accuracy"
+    model = build_from_file(build_model, path, check)
+    with torch.no_grad():
+        predictions = torch.cat([model(images[i:i + 1000]).argmax(1) for i in range(0, len(labels), 1000)])
+    score = balanced_accuracy_score(labels.numpy(), predictions.numpy())
+    recalls = ", ".join(f"{c}: {float((predictions[labels == c] == c).double().mean()):.2f}"
+                        for c in labels.unique().tolist())
+    if score < min_score:
+        raise fail(check, "test images", f"path={str(path)!r}, {len(labels)} images",
+                   f"balanced accuracy {score:.2%} is below the required {min_score:.0%}; recall per class: {recalls}")
+    print(f"balanced accuracy {score:.2%} (required {min_score:.0%}); recall per class: {recalls}")
+    _passed(check, 1)
