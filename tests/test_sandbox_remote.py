@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
+import re
 import tempfile
 import textwrap
 from pathlib import Path
@@ -18,8 +20,38 @@ import pytest
 import torch
 
 import course_lib.grading as grading
+from conftest import ROOT
+
+from course_lib.grading import BlockCase, MaskCase, SECase
 from course_lib.grading.sandbox import Limits
 from course_lib.grading.sandbox_grade import Session, proxies
+
+ASSIGNMENTS = ("a2_architectures", "a4_attention_segmentation", "a5_gans")
+
+
+def _cells(assignment: str) -> dict[str, str]:
+    """``grade_id -> source`` of the set-up and solution cells of an assignment's source notebook."""
+    nb = json.loads((ROOT / "solutions" / assignment / f"{assignment}.ipynb").read_text(encoding="utf-8"))
+    out = {}
+    for cell in nb["cells"]:
+        meta = cell["metadata"].get("nbgrader", {})
+        if cell["cell_type"] == "code" and (meta.get("solution") or (meta.get("locked") and not meta.get("grade"))):
+            out[f"{assignment}:{meta['grade_id']}"] = "".join(cell["source"])
+    return out
+
+
+SOLUTIONS = {k: v for a in ASSIGNMENTS for k, v in _cells(a).items()}
+
+
+def variant(cell: str, renames: dict[str, str], *edits: tuple[str, str]) -> str:
+    """A plausible wrong answer: a solution cell with its names renamed and one mistake edited in."""
+    source = SOLUTIONS[cell]
+    for old, new in edits:
+        assert old in source, f"{cell}: {old!r} not found"
+        source = source.replace(old, new)
+    for old, new in renames.items():
+        source = re.sub(rf"\b{old}\b", new, source)
+    return source
 
 # --------------------------------------------------------------------------------------------- student code
 # Every answer is a function or class of its own name; ``_bad`` ones are plausible mistakes.
@@ -68,6 +100,40 @@ def mean_iou_all_classes(pred, target, num_classes):
 """,
 }
 
+VARIANTS = [
+    variant("a2_architectures:basic_block", {"BasicBlock": "BasicBlockNoProjection"},
+            ("if stride != 1 or in_channels != channels:", "if stride != 1:")),
+    variant("a2_architectures:basic_block", {"BasicBlock": "BasicBlockNoBn2"},
+            ("out = self.bn2(self.conv2(out))", "out = self.conv2(out)")),
+    variant("a2_architectures:basic_block", {"BasicBlock": "BasicBlockBadNames"}, ("self.bn1", "self.norm1")),
+    variant("a2_architectures:separable", {"DepthwiseSeparableConv": "SeparableNoGroups"},
+            ("groups=in_channels, ", "")),
+    variant("a2_architectures:network", {"build_model": "build_plain_model", "train_and_save": "unused"},
+            ("BasicBlock(32, 64, stride=2)", "nn.Conv2d(32, 64, 3, 2, 1)")),
+    variant("a4_attention_segmentation:squeeze_excitation", {"SqueezeExcitation": "ReluGate"},
+            ("torch.sigmoid(self.fc2", "torch.relu(self.fc2")),
+    variant("a4_attention_segmentation:unet", {"build_unet": "build_unet_upsample", "Up": "UpResize",
+                                                "UNet": "UNetResize", "double_conv": "double_conv2"},
+            ("nn.ConvTranspose2d(c_in, c_in // 2, kernel_size=2, stride=2)",
+             "nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(c_in, c_in // 2, 1))")),
+    variant("a4_attention_segmentation:dice_iou", {"soft_dice_loss": "dice_per_image", "mean_iou": "unused"},
+            ("dims = (0, 2, 3)", "dims = (2, 3)")),
+    variant("a4_attention_segmentation:dice_iou", {"soft_dice_loss": "dice_detached", "mean_iou": "unused"},
+            ("return 1 - dice.mean()", "return (1 - dice.mean()).detach()")),
+    variant("a5_gans:networks", {"build_generator": "generator_no_padding", "build_discriminator": "unused"},
+            ("nn.ConvTranspose2d(2 * width, width, 4, stride=2, padding=1, bias=False)",
+             "nn.ConvTranspose2d(2 * width, width, 4, stride=2, bias=False)")),
+    variant("a5_gans:networks", {"build_discriminator": "discriminator_pooled", "build_generator": "unused"},
+            ("nn.Conv2d(1, width, 4, stride=2, padding=1)", "nn.Conv2d(1, width, 3, padding=1), nn.MaxPool2d(2)")),
+    variant("a5_gans:losses", {"generator_loss": "saturating_loss", "discriminator_loss": "unused"},
+            ("return F.softplus(-fake_logits).mean()", "return -F.softplus(fake_logits).mean()")),
+    variant("a5_gans:losses", {"discriminator_loss": "fake_detached", "generator_loss": "unused"},
+            ("F.softplus(fake_logits).mean()", "F.softplus(fake_logits.detach()).mean()")),
+    variant("a5_gans:train_step", {"train_step": "step_labels_swapped"},
+            ("d_loss = discriminator_loss(D(real), D(fake))", "d_loss = discriminator_loss(D(fake), D(real))")),
+    variant("a5_gans:train_step", {"train_step": "step_no_generator_update"}, ("    opt_G.step()\n", "")),
+]
+
 CASES = [
     ("check_conv_costs", ("conv_mult_adds", "separable_mult_adds", "separable_num_params")),
     ("check_conv_costs", ("conv_mult_adds", "separable_mult_adds_bad", "separable_num_params")),
@@ -77,47 +143,107 @@ CASES = [
     ("check_attention_pool", ("attention_pool",)),
     ("check_attention_pool", ("attention_pool_bad",)),
     ("check_mean_iou", ("mean_iou",)),
-    ("check_mean_iou", ("mean_iou_all_classes",)),
+    ("check_mean_iou", ("mean_iou_all_classes",), {"cases": [MaskCase("3 of 6 classes absent", (2, 6, 5, 5), classes_used=3)]}),
+    # assignment 2: the student's classes, remote modules with local mirrors
+    ("check_basic_block", ("BasicBlock",)),
+    ("check_basic_block", ("BasicBlockNoProjection",), {"cases": [BlockCase("more channels, stride 1", 8, 24, 1)]}),
+    ("check_basic_block", ("BasicBlockNoBn2",)),
+    ("check_basic_block", ("BasicBlockBadNames",)),
+    ("check_bottleneck", ("Bottleneck",)),
+    ("check_inception", ("Inception",)),
+    ("check_depthwise_separable", ("DepthwiseSeparableConv",)),
+    ("check_depthwise_separable", ("SeparableNoGroups",)),
+    ("check_model_file", ("build_model", "WEIGHTS_A2"), {"contains": "BasicBlock"}),
+    ("check_model_file", ("build_plain_model", "WEIGHTS_PLAIN"), {"contains": "BasicBlock"}),
+    ("check_model_file", ("build_model", "WEIGHTS_MISSING")),
+    # assignment 4
+    ("check_squeeze_excitation", ("SqueezeExcitation",), {"cases": [SECase("1x1 map", (4, 3, 1, 1), 1, seed=10)]}),
+    ("check_squeeze_excitation", ("ReluGate",)),
+    ("check_unet_shapes", ("build_unet",)),
+    ("check_unet_shapes", ("build_unet_upsample",)),
+    ("check_soft_dice_loss", ("soft_dice_loss",), {"cases": [MaskCase("no smoothing", (2, 3, 4, 4), smooth=0.0)]}),
+    ("check_soft_dice_loss", ("dice_per_image",)),
+    ("check_soft_dice_loss", ("dice_detached",)),
+    ("check_segmentation_model", ("build_unet", "WEIGHTS_UNET"), {"num_samples": 100}),
+    # assignment 5: modules and optimizers handed to the student's training step
+    ("check_generator", ("build_generator",)),
+    ("check_generator", ("generator_no_padding",)),
+    ("check_discriminator", ("build_discriminator",)),
+    ("check_discriminator", ("discriminator_pooled",)),
+    ("check_gan_losses", ("discriminator_loss", "generator_loss")),
+    ("check_gan_losses", ("discriminator_loss", "saturating_loss")),
+    ("check_gan_losses", ("fake_detached", "generator_loss")),
+    ("check_train_step", ("train_step",)),
+    ("check_train_step", ("step_labels_swapped",)),
+    ("check_train_step", ("step_no_generator_update",)),
+    ("check_short_training", ("train_step", "build_generator", "build_discriminator")),
+    ("check_short_training", ("step_no_generator_update", "build_generator", "build_discriminator")),
 ]
 
 
-def _code() -> str:
-    return "\n".join(textwrap.dedent(c) for c in STUDENT.values())
+def _code() -> list[str]:
+    return list(SOLUTIONS.values()) + VARIANTS + [textwrap.dedent(c) for c in STUDENT.values()]
 
 
-def _outcome(check: str, args: tuple) -> tuple[str, str]:
-    """``("passed", printed)`` or ``(exception type, message)`` of ``check(*args)``."""
+WHERE = re.compile(r" \(<cell \d+>, line \d+\)")  # the sandbox says where in the notebook; direct calls do not
+
+
+def _outcome(check: str, args: tuple, kwargs: dict) -> tuple[str, str]:
+    """``("passed", printed)`` or ``(exception type, message)`` of ``check(*args, **kwargs)``."""
     out = io.StringIO()
+    torch.manual_seed(1234)  # the seeded checks seed themselves; the others must not depend on it
     try:
         with contextlib.redirect_stdout(out):
-            getattr(grading, check)(*args)
+            getattr(grading, check)(*args, **kwargs)
     except Exception as err:  # noqa: BLE001 - compared between the two runs
-        return type(err).__name__, str(err)
-    return "passed", out.getvalue()
+        return type(err).__name__, WHERE.sub("", str(err))
+    return "passed", re.sub(r"(?m)^Fashion-MNIST read from .*\n", "", out.getvalue())  # printed on first load only
+
+
+def _arguments(side: dict, names, kwargs: dict) -> tuple[tuple, dict]:
+    args = tuple(side["files"][n] if n.startswith("WEIGHTS") else side[n] for n in names)
+    return args, {k: side[v] if k == "contains" else v for k, v in kwargs.items()}
+
+
+def _weights(folder: Path, local: dict) -> dict[str, str]:
+    """Untrained weights files (the checks read them on the grader's side, with weights_only=True)."""
+    files = {"WEIGHTS_A2": folder / "a2.pt", "WEIGHTS_PLAIN": folder / "plain.pt", "WEIGHTS_UNET": folder / "unet.pt",
+             "WEIGHTS_MISSING": folder / "missing.pt"}
+    torch.manual_seed(0)
+    torch.save(local["build_model"]().state_dict(), files["WEIGHTS_A2"])
+    torch.save(local["build_plain_model"]().state_dict(), files["WEIGHTS_PLAIN"])
+    torch.save(local["build_unet"](**grading.SEGMENTATION_TASK.unet_kwargs()).state_dict(), files["WEIGHTS_UNET"])
+    return {k: str(v) for k, v in files.items()}
 
 
 @pytest.fixture(scope="module")
-def sides():
+def sides(tmp_path_factory):
     local: dict = {"__name__": "__main__"}
-    exec(compile(_code(), "<student>", "exec"), local)
-    session = Session(Path(tempfile.mkdtemp()), [_code()], Limits(call_timeout=60), slot=3, budget=900)
+    for number, cell in enumerate(_code()):
+        exec(compile(cell, f"<cell {number}>", "exec"), local)
+    session = Session(Path(tempfile.mkdtemp()), _code(), Limits(call_timeout=120), slot=3, budget=1800)
     session.ensure()
+    assert session.events == []
     remote = proxies(session)
+    local["files"] = remote["files"] = _weights(tmp_path_factory.mktemp("weights"), local)
     yield local, remote
     session.stop()
 
 
-@pytest.mark.parametrize("check,names", CASES, ids=[f"{c}-{n[-1]}" for c, n in CASES])
-def test_remote_outcome_equals_direct(sides, check, names):
+@pytest.mark.parametrize("case", CASES, ids=[f"{c[0]}-{c[1][0]}" for c in CASES])
+def test_remote_outcome_equals_direct(sides, case):
+    check, names, kwargs = (*case, {})[:3]
     local, remote = sides
-    direct = _outcome(check, tuple(local[n] for n in names))
-    sandboxed = _outcome(check, tuple(remote[n] for n in names))
+    direct = _outcome(check, *_arguments(local, names, kwargs))
+    sandboxed = _outcome(check, *_arguments(remote, names, kwargs))
     assert sandboxed == direct
-    # every case list above mixes passes and failures: make sure each outcome really was exercised
-    assert direct[0] in ("passed", "CheckFailure")
+    assert direct[0] in ("passed", "CheckFailure")  # a check's verdict, not a crash of the test
 
 
 def test_cases_cover_passes_and_failures(sides):
     local, _ = sides
-    outcomes = {_outcome(check, tuple(local[n] for n in names))[0] for check, names in CASES}
-    assert outcomes == {"passed", "CheckFailure"}
+    outcomes = {}
+    for check, names, *kwargs in CASES:
+        outcomes.setdefault(check, set()).add(_outcome(check, *_arguments(local, names, (kwargs or [{}])[0]))[0])
+    assert {c: o for c, o in outcomes.items() if o != {"passed", "CheckFailure"}} == {
+        "check_bottleneck": {"passed"}, "check_inception": {"passed"}, "check_segmentation_model": {"CheckFailure"}}

@@ -19,7 +19,11 @@ import contextlib
 import io
 import json
 import multiprocessing
+import os
 import re
+import shutil
+import stat
+import tempfile
 import time
 import traceback
 from dataclasses import replace
@@ -80,8 +84,12 @@ class Session:
         self.deadline = time.monotonic() + budget
         self.sandbox: Sandbox | None = None
         self.functions: list[str] = []
+        self.classes: list[str] = []
         self.events: list[str] = []
         self.starts = 0
+        from course_lib.grading.remote import Remote
+
+        self.remote = Remote(self)
 
     def ensure(self) -> None:
         if self.sandbox is not None and self.sandbox.proc.poll() is None:
@@ -98,6 +106,8 @@ class Session:
             self.events.append(f"running your code: {err}")
             raise
         self.functions = [f for f in ready.get("functions", []) if type(f) is str and SAFE_NAME.match(f)]
+        self.classes = [c for c in ready.get("classes", []) if type(c) is str and SAFE_NAME.match(c)
+                        and c not in self.functions]
         errors = ready.get("errors", [])
         if self.starts == 1 and type(errors) is list:
             self.events += [f"while running your code: {str(e)[:500]}" for e in errors[:20]]
@@ -108,17 +118,15 @@ class Session:
             raise SandboxError("this submission used up its time budget")
         return min(want, left)
 
-    def call(self, name: str, args: tuple, kwargs: dict):
+    def request(self, message: dict, label: str) -> dict:
+        """One message to the worker (started if need be) and its reply, within the call timeout."""
         self.ensure()
-        message = {"call": name, "args": wire.encode(list(args)), "kwargs": wire.encode(dict(kwargs)),
-                   "forbidden": list(forbidden_now())}
         try:
-            reply = self.sandbox.request(message, self._left(self.limits.call_timeout))
+            return self.sandbox.request(message, self._left(self.limits.call_timeout))
         except SandboxError as err:
-            self.events.append(f"calling {name}: {err}")
+            self.events.append(f"calling {label}: {err}")
             self.stop()
             raise
-        return reply
 
     def stop(self) -> None:
         if self.sandbox is not None:
@@ -126,7 +134,7 @@ class Session:
             self.sandbox = None
 
 
-def _remote_exception(kind: str, message: str) -> BaseException:
+def remote_exception(kind: str, message: str) -> BaseException:
     """The student's exception, rebuilt by name only (no object crosses)."""
     from course_lib.grading.compare import ForbiddenCall
 
@@ -148,32 +156,17 @@ class RemoteFunction:
         self.session, self.__name__ = session, name
 
     def __call__(self, *args, **kwargs):
-        import sys
-
-        try:
-            reply = self.session.call(self.__name__, args, kwargs)
-        except SandboxError as err:
-            raise RuntimeError(f"{self.__name__}: {err}") from None
-        for stream, target in (("stdout", sys.stdout), ("stderr", sys.stderr)):
-            text = reply.get(stream)
-            if type(text) is str and text:
-                target.write(text)
-        if "value" in reply:
-            try:
-                return wire.decode(reply["value"])
-            except (wire.WireError, ValueError) as err:
-                raise TypeError(f"{self.__name__} returned a value the grader cannot accept: {err}") from None
-        kind, message = str(reply.get("raised", "Exception")), str(reply.get("message", ""))
-        where = reply.get("where")
-        raise _remote_exception(kind, message + (f" ({where})" if type(where) is str and where else ""))
+        return self.session.remote.invoke({"call": self.__name__}, args, kwargs, self.__name__)
 
     def __repr__(self):
         return f"<student function {self.__name__}>"
 
 
 def proxies(session: Session) -> dict:
-    """``name -> proxy`` for every function the student's cells defined."""
-    return {name: RemoteFunction(session, name) for name in session.functions}
+    """``name -> proxy`` for every function and class the student's cells defined."""
+    from course_lib.grading.remote import proxies_for
+
+    return proxies_for(session.remote, session.functions, session.classes)
 
 
 class _Capped(io.StringIO):
@@ -213,6 +206,18 @@ def run_tests(session: Session, setup: list[str], tests: list[tuple[str, str]]) 
     return results
 
 
+def _submitted_files(folder: Path, limit: int = 512 << 20) -> Path:
+    """A private copy of the regular files handed in (no links, no folders), for the tests to read."""
+    copy = Path(tempfile.mkdtemp(prefix="submitted-"))
+    total = 0
+    for path in sorted(folder.iterdir()):
+        info = path.lstat()
+        if stat.S_ISREG(info.st_mode) and total + info.st_size <= limit:
+            shutil.copyfile(path, copy / path.name, follow_symlinks=False)
+            total += info.st_size
+    return copy
+
+
 def grade_notebook(student_nb: Path, source_nb: Path, limits: Limits = Limits(), slot: int = 0,
                    budget: float = 600.0) -> dict:
     """``{"tests": {grade_id: outputs}, "events": [...], "seconds": s}`` for one submitted notebook."""
@@ -230,31 +235,44 @@ def grade_notebook(student_nb: Path, source_nb: Path, limits: Limits = Limits(),
                 "seconds": time.monotonic() - start}
     cells, setup, tests = split_notebook(student, source)
     session = Session(student_nb.parent, cells, limits, slot, budget)
+    here = os.getcwd()
+    files = _submitted_files(student_nb.parent)
     try:
+        os.chdir(files)  # a test reads the submitted weights by a relative path (with weights_only=True)
         results = run_tests(session, setup, tests)
     finally:
+        os.chdir(here)
+        shutil.rmtree(files, ignore_errors=True)
         log = session.sandbox.student_output() if session.sandbox else ""
         session.stop()
     return {"tests": results, "events": session.events, "log": log[-4000:], "seconds": time.monotonic() - start}
 
 
-#: Checks known to pass the student's functions only plain data (tensors, numbers, tuples) and to
-#: use only their return values: a test cell may call these (and plain ``assert``) in the sandbox.
-#: Checks that hand over modules, parameters to change in place or files are not here yet.
+#: Checks known to work through the proxies: plain data (tensors, numbers, tuples) to and from the
+#: student's functions, the student's modules as remote modules, the grader's modules and optimizers
+#: rebuilt in the worker (each proven by tests/test_sandbox_remote.py to pass and fail exactly as
+#: with direct calls). A test cell may call these (and plain ``assert``) in the sandbox.
 SANDBOX_READY_CHECKS = frozenset({
     "check_conv_output_size", "check_im2col", "check_conv2d", "check_conv2d_backward",
     "check_max_pool2d", "check_avg_pool2d", "check_max_pool2d_backward", "check_avg_pool2d_backward",
     # assignments 2 and 4: numbers and tensors in, numbers and tensors out
     "check_conv_costs", "check_spatial_softmax", "check_attention_pool", "check_mean_iou",
+    # assignments 2, 4 and 5: the student's classes and modules, as remote modules (course_lib.grading.remote);
+    # gradients through the student's functions; the grader's modules and optimizers handed to them;
+    # weight files read by the grader with weights_only=True
+    "check_basic_block", "check_bottleneck", "check_inception", "check_depthwise_separable", "check_model_file",
+    "check_test_accuracy", "check_squeeze_excitation", "check_unet_shapes", "check_soft_dice_loss",
+    "check_segmentation_model", "check_generator", "check_discriminator", "check_gan_losses", "check_train_step",
+    "check_short_training",
 })
 
 
 def unsupported(source_nb: Path) -> list[str]:
     """Why the sandbox cannot grade this assignment yet (empty: it can).
 
-    The tests may use only functions of the student's (called with plain data): a class that a
-    test instantiates, or any other object, has no proxy yet. Decided from the instructor's source,
-    so a student cannot change how they are graded.
+    The tests may use the student's functions and classes (through proxies), but no other value the
+    student's cells define (a constant, an object): it has no proxy. Decided from the instructor's
+    source, so a student cannot change how they are graded.
     """
     import ast
 
@@ -282,7 +300,7 @@ def unsupported(source_nb: Path) -> list[str]:
         elif meta.get("grade"):
             used |= {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
     return sorted([f"the tests use {name!r}, a {kind} of the student's" for name, kind in defined.items()
-                   if name in used and kind != "function"]
+                   if name in used and kind not in ("function", "class")]
                   + [f"{name} is not known to be sandbox-ready" for name in used
                      if name.startswith("check_") and name not in SANDBOX_READY_CHECKS])
 

@@ -25,8 +25,13 @@ class WireError(TypeError):
     """A value cannot cross the sandbox boundary (an unsupported type, or a malformed message)."""
 
 
-def encode(value, depth: int = 0):
-    """``value`` as JSON-ready plain data; raises :class:`WireError` for anything else."""
+def encode(value, depth: int = 0, hook=None):
+    """``value`` as JSON-ready plain data; raises :class:`WireError` for anything else.
+
+    ``hook(value)``, where given, encodes what is not plain data (a remote module's handle, see
+    :mod:`course_lib.grading.remote`) or raises :class:`WireError`. A tensor that requires grad says so
+    (``"requires_grad": true``); only a :func:`decode` given a ``grad`` list honours it.
+    """
     if depth > MAX_DEPTH:
         raise WireError("value nested too deeply")
     kind = type(value)
@@ -37,14 +42,14 @@ def encode(value, depth: int = 0):
     if kind is float:
         return value if math.isfinite(value) else {"__float__": repr(value)}
     if kind in (list, tuple):
-        items = [encode(v, depth + 1) for v in value]
+        items = [encode(v, depth + 1, hook) for v in value]
         return items if kind is list else {"__tuple__": items}
     if kind is torch.Size:
         return {"__tuple__": [int(v) for v in value]}
     if kind is dict:
         if not all(type(k) is str for k in value):
             raise WireError("dict keys must be str")
-        return {"__dict__": [[k, encode(v, depth + 1)] for k, v in value.items()]}
+        return {"__dict__": [[k, encode(v, depth + 1, hook)] for k, v in value.items()]}
     if kind is torch.dtype:
         name = str(value).removeprefix("torch.")
         if name not in DTYPES:
@@ -55,11 +60,14 @@ def encode(value, depth: int = 0):
     module = getattr(kind, "__module__", "")
     if module == "numpy" and hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
         return encode(value.item(), depth)  # a NumPy scalar (np.int64 from a formula) as int/float/bool
+    if hook is not None:
+        return hook(value)
     raise WireError(f"a value of type {kind.__name__} cannot cross the sandbox "
                     "(return tensors, numbers, strings, lists, tuples or dicts)")
 
 
 def _encode_tensor(t: torch.Tensor) -> dict:
+    grad = t.requires_grad
     t = t.detach()
     if t.device.type != "cpu":
         t = t.cpu()
@@ -68,41 +76,57 @@ def _encode_tensor(t: torch.Tensor) -> dict:
         raise WireError(f"tensor dtype {t.dtype} cannot cross the sandbox")
     data = t.contiguous().view(-1).view(torch.uint8) if t.numel() and t.dtype != torch.uint8 else t.contiguous().view(-1)
     raw = bytes(data.numpy().tobytes()) if t.numel() else b""
-    return {"__tensor__": {"dtype": name, "shape": list(t.shape), "data": base64.b64encode(raw).decode("ascii")}}
+    body = {"dtype": name, "shape": list(t.shape), "data": base64.b64encode(raw).decode("ascii")}
+    if grad:
+        body["requires_grad"] = True
+    return {"__tensor__": body}
 
 
-def decode(data, depth: int = 0):
-    """The inverse of :func:`encode`, checking every type exactly."""
+def decode(data, depth: int = 0, hook=None, grad=None):
+    """The inverse of :func:`encode`, checking every type exactly.
+
+    ``hook(tag, body)`` decodes the tags that :func:`encode`'s hook wrote; any other tag is malformed.
+    ``grad``: a list; a floating tensor marked ``requires_grad`` is made a leaf that requires grad
+    and appended to it (the inputs a remote call differentiates with respect to). ``None``: ignored.
+    """
     if depth > MAX_DEPTH:
         raise WireError("value nested too deeply")
     kind = type(data)
     if data is None or kind in (bool, int, float, str):
         return data
     if kind is list:
-        return [decode(v, depth + 1) for v in data]
+        return [decode(v, depth + 1, hook, grad) for v in data]
     if kind is not dict or len(data) != 1:
         raise WireError(f"malformed value of type {kind.__name__}")
     (tag, body), = data.items()
     if tag == "__tuple__" and type(body) is list:
-        return tuple(decode(v, depth + 1) for v in body)
+        return tuple(decode(v, depth + 1, hook, grad) for v in body)
     if tag == "__dict__" and type(body) is list:
         out = {}
         for pair in body:
             if type(pair) is not list or len(pair) != 2 or type(pair[0]) is not str:
                 raise WireError("malformed dict entry")
-            out[pair[0]] = decode(pair[1], depth + 1)
+            out[pair[0]] = decode(pair[1], depth + 1, hook, grad)
         return out
     if tag == "__float__" and body in ("nan", "inf", "-inf"):
         return float(body)
     if tag == "__dtype__" and type(body) is str and body in DTYPES:
         return DTYPES[body]
     if tag == "__tensor__" and type(body) is dict:
-        return _decode_tensor(body)
+        t = _decode_tensor(body)
+        if grad is not None and body.get("requires_grad") is True and t.is_floating_point():
+            t.requires_grad_(True)
+            grad.append(t)
+        return t
+    if hook is not None and type(tag) is str and tag.startswith("__remote_"):
+        return hook(tag, body)
     raise WireError(f"malformed value tagged {str(tag)[:40]!r}")
 
 
 def _decode_tensor(body: dict) -> torch.Tensor:
     dtype, shape, data = body.get("dtype"), body.get("shape"), body.get("data")
+    if not set(body) <= {"dtype", "shape", "data", "requires_grad"}:
+        raise WireError("malformed tensor")
     if type(dtype) is not str or dtype not in DTYPES or type(shape) is not list or type(data) is not str:
         raise WireError("malformed tensor")
     if not all(type(s) is int and 0 <= s for s in shape) or len(shape) > 16:

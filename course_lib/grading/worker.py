@@ -53,6 +53,153 @@ def _send(channel, message: dict) -> None:
     channel.flush()
 
 
+class Objects:
+    """The worker's side of remote objects (:mod:`course_lib.grading.remote`): modules behind handles,
+    the grader's modules and optimizers rebuilt for one call, and the gradient graphs kept for backward."""
+
+    MAX_GRAPHS = 16
+
+    def __init__(self, namespace: dict):
+        import collections
+
+        self.namespace = namespace
+        self.modules: dict = {}        # handle -> Tracker of the module (node 0 is the module)
+        self.where: dict = {}          # id(node) -> (handle, node index)
+        self.next_handle = 1
+        self.graphs = collections.OrderedDict()
+        self.next_graph = 1
+        self.uploads: list = []
+        self.optimizers: list = []
+        self.recorders: list = []
+
+    # -- requests ---------------------------------------------------------------------------------
+    def prepare(self, request: dict, wire, modules) -> None:
+        """Release, take the grader's changes, rebuild uploads and optimizers; before the call."""
+        import torch
+
+        for handle in request.get("release", []):
+            tracker = self.modules.pop(handle, None)
+            if tracker is not None:
+                for node in tracker.nodes:
+                    self.where.pop(id(node), None)
+        for handle, change in request.get("sync", []):
+            self.modules[handle].apply(wire.decode(change, grad=[]))
+        self.uploads = []
+        for body in request.get("uploads", []):
+            description = modules.validate(wire.decode(body, grad=[]))
+            nodes = modules.rebuild(description, _trusted_class)
+            self.uploads.append(modules.Tracker(nodes, modules.locations(description)))
+        self.optimizers = []
+        for body in request.get("optimizers", []):
+            spec = wire.decode(body)
+            cls = getattr(torch.optim, spec["class"])
+            params = [(self.modules[ref] if kind == "h" else self.uploads[ref]).tensor(i) for kind, ref, i in spec["params"]]
+            groups, k = [], 0
+            for group in spec["param_groups"]:
+                groups.append({"params": params[k:k + len(group["params"])]})
+                k += len(group["params"])
+            opt = cls(groups, lr=spec["param_groups"][0].get("lr", 1e-3))
+            opt.load_state_dict({"state": {key: v for key, v in spec["state"]}, "param_groups": spec["param_groups"]})
+            self.optimizers.append(opt)
+        rng = request.get("rng")
+        if rng is not None:
+            torch.set_rng_state(wire.decode(rng))
+
+    def decode_hook(self, tag, body):
+        if tag == "__remote_handle__":
+            return self.modules[body[0]].nodes[body[1]]
+        if tag == "__remote_upload__":
+            return self.uploads[body].nodes[0]
+        if tag == "__remote_optimizer__":
+            return self.optimizers[body]
+        if tag == "__remote_class__":
+            return self.namespace[body]
+        raise KeyError(tag)
+
+    def encode_hook(self, value, wire, modules):
+        import torch
+
+        if isinstance(value, torch.nn.Module):
+            if id(value) in self.where:
+                return {"__remote_handle__": list(self.where[id(value)])}
+            for i, tracker in enumerate(self.uploads):
+                if tracker.nodes[0] is value:
+                    return {"__remote_upload__": i}
+            description, nodes = modules.describe(value)
+            handle, self.next_handle = self.next_handle, self.next_handle + 1
+            self.modules[handle] = modules.Tracker(nodes, modules.locations(description))
+            for i, node in enumerate(nodes):
+                self.where.setdefault(id(node), (handle, i))
+            return {"__remote_module__": {"handle": handle, "module": wire.encode(description)}}
+        for i, opt in enumerate(self.optimizers):
+            if opt is value:
+                return {"__remote_optimizer__": i}
+        raise wire.WireError(f"a value of type {type(value).__name__} cannot cross the sandbox "
+                             "(return tensors, numbers, strings, lists, tuples, dicts or modules)")
+
+    def finish(self, reply: dict, wire) -> None:
+        """Send back what changed here: every module's tensors, the uploads, the optimizers, the RNG."""
+        import torch
+
+        reply["sync"] = [[h, wire.encode(c)] for h, t in self.modules.items() if (c := t.changes()) is not None]
+        reply["uploads"] = [None if (c := t.changes()) is None else wire.encode(c) for t in self.uploads]
+        states = []
+        for opt in self.optimizers:
+            state = opt.state_dict()
+            states.append(wire.encode({"state": [[k, v] for k, v in state["state"].items()],
+                                       "param_groups": state["param_groups"]}))
+        reply["optimizers"] = states
+        reply["rng"] = wire.encode(torch.get_rng_state())
+
+    def keep_graph(self, outputs: list, inputs: list) -> int:
+        graph, self.next_graph = self.next_graph, self.next_graph + 1
+        self.graphs[graph] = (outputs, inputs)
+        while len(self.graphs) > self.MAX_GRAPHS:
+            self.graphs.popitem(last=False)
+        return graph
+
+    def vjp(self, graph: int, grads: list) -> list:
+        import torch
+
+        if graph not in self.graphs:
+            raise RuntimeError("the gradient graph of this call is gone (backward twice, or too late)")
+        outputs, inputs = self.graphs.pop(graph)
+        got = torch.autograd.grad(outputs, inputs, grads, allow_unused=True)
+        return [None if g is None else g.detach() for g in got]
+
+
+def _trusted_class(name: str):
+    """The grader's own modules are rebuilt from torch.nn and course_lib classes only."""
+    import importlib
+
+    import torch
+
+    module, _, qualname = name.rpartition(".")
+    if not (module.startswith("torch.nn.") or module.startswith("course_lib.")) or "<" in name:
+        raise TypeError(f"the grader cannot send a module of class {name}")
+    cls = importlib.import_module(module)
+    for part in qualname.split("."):
+        cls = getattr(cls, part)
+    if not (isinstance(cls, type) and issubclass(cls, torch.nn.Module)):
+        raise TypeError(f"{name} is not a module class")
+    return cls
+
+
+def _tensors(value, out: list) -> list:
+    """The tensors of a reply value that require grad, in the order wire.encode writes them."""
+    import torch
+
+    if type(value) in (list, tuple):
+        for v in value:
+            _tensors(v, out)
+    elif type(value) is dict:
+        for v in value.values():
+            _tensors(v, out)
+    elif type(value) in (torch.Tensor, torch.nn.Parameter) and value.requires_grad and value.is_floating_point():
+        out.append(value)
+    return out
+
+
 def main() -> None:
     # Private protocol channels; the student's prints go to fd 2 and its reads see /dev/null.
     proto_in = os.fdopen(os.dup(0), "r", encoding="utf-8")
@@ -61,7 +208,9 @@ def main() -> None:
     os.dup2(devnull, 0)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    from course_lib.grading import wire
+    import torch
+
+    from course_lib.grading import modules, wire
     from course_lib.grading.compare import ForbiddenCall, forbidding
 
     first = json.loads(proto_in.readline())
@@ -73,32 +222,80 @@ def main() -> None:
         except BaseException as err:  # noqa: BLE001 - SystemExit too: a cell's failure is the student's
             errors.append(f"cell {number}: {type(err).__name__}: {err}"[:2000])
     functions = sorted(k for k, v in namespace.items() if isinstance(v, types.FunctionType) and not k.startswith("__"))
-    _send(proto_out, {"ready": True, "functions": functions, "errors": errors})
+    classes = sorted(k for k, v in namespace.items() if isinstance(v, type) and getattr(v, "__module__", "") == "__main__"
+                     and not k.startswith("__"))
+    _send(proto_out, {"ready": True, "functions": functions, "classes": classes, "errors": errors})
+    objects = Objects(namespace)
 
     for line in proto_in:
         request = json.loads(line)
         out, err_text = _CappedText(), _CappedText()
         saved = sys.stdout, sys.stderr
         sys.stdout, sys.stderr = out, err_text
-        reply: dict
+        reply: dict = {}
+        hooks = []
         try:
-            fn = namespace.get(request["call"])
-            if not callable(fn):
-                raise NameError(f"name {request['call']!r} is not defined")
-            args = wire.decode(request.get("args", []))
-            kwargs = wire.decode(request.get("kwargs", {"__dict__": []}))
-            with forbidding(tuple(request.get("forbidden", ()))):
-                value = fn(*args, **kwargs)
-            reply = {"value": wire.encode(value)}
+            objects.uploads, objects.optimizers = [], []
+            objects.prepare(request, wire, modules)
+            if "vjp" in request:
+                reply["value"] = wire.encode(objects.vjp(request["vjp"], wire.decode(request["grads"])))
+            else:
+                grad = request.get("grad") is True
+                params: list = []
+                if "call" in request:
+                    fn = namespace.get(request["call"])
+                    if not callable(fn):
+                        raise NameError(f"name {request['call']!r} is not defined")
+                elif "module" in request:
+                    handle, node = request["module"]
+                    tracker = objects.modules[handle]
+                    fn = tracker.nodes[node]
+                    if grad:
+                        params = [i for i in range(len(tracker.places))
+                                  if tracker.places[i][1] == "p" and tracker.tensor(i).requires_grad]
+                    for i in request.get("record", [])[:200]:
+                        def record(m, inputs, output, _i=i):
+                            if len(hooks) < 1000:
+                                first_input = inputs[0] if inputs else None
+                                try:
+                                    hooks.append([_i, wire.encode(first_input), wire.encode(output)])
+                                except wire.WireError:
+                                    pass
+                        objects.recorders.append(tracker.nodes[i].register_forward_hook(record))
+                else:  # deepcopy
+                    import copy
+
+                    source = objects.modules[request["deepcopy"]].nodes[0]
+                    fn = lambda: copy.deepcopy(source)  # noqa: E731
+                grad_args: list = []
+                args = wire.decode(request.get("args", []), hook=objects.decode_hook, grad=grad_args if grad else None)
+                kwargs = wire.decode(request.get("kwargs", {"__dict__": []}), hook=objects.decode_hook,
+                                     grad=grad_args if grad else None)
+                with forbidding(tuple(request.get("forbidden", ()))), torch.set_grad_enabled(grad):
+                    value = fn(*args, **kwargs)
+                reply["value"] = wire.encode(value, hook=lambda v: objects.encode_hook(v, wire, modules))
+                outputs = _tensors(value, []) if grad else []
+                if outputs:
+                    inputs = grad_args + [tracker.tensor(i) for i in params]
+                    reply.update(graph=objects.keep_graph(outputs, inputs), graph_args=len(grad_args),
+                                 graph_params=params)
+            reply["recorded"] = hooks
         except BaseException as err:  # noqa: BLE001 - reported to the grader, which scores it
             kind = "ForbiddenCall" if isinstance(err, ForbiddenCall) else type(err).__name__
-            if isinstance(err, wire.WireError):
+            if isinstance(err, (wire.WireError, modules.ModuleError)):
                 kind = "TypeError"
             tb = traceback.extract_tb(err.__traceback__)
             where = next((f"{f.filename}, line {f.lineno}" for f in reversed(tb) if f.filename.startswith("<cell")), "")
             reply = {"raised": kind[:80], "message": str(err)[:4000], "where": where}
         finally:
             sys.stdout, sys.stderr = saved
+            for h in objects.recorders:
+                h.remove()
+            objects.recorders = []
+        try:
+            objects.finish(reply, wire)
+        except BaseException as err:  # noqa: BLE001
+            reply = {"raised": "TypeError", "message": f"the module's state cannot cross the sandbox: {err}"[:4000]}
         reply.update(stdout=out.getvalue(), stderr=err_text.getvalue())
         _send(proto_out, reply)
 

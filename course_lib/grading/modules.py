@@ -1,0 +1,261 @@
+"""Modules as plain data across the sandbox boundary: a description of their layers and a tracker of their state.
+
+Both sides of sandboxed grading (:mod:`~course_lib.grading.remote`, :mod:`~course_lib.grading.worker`)
+describe an ``nn.Module`` the same way, without pickle::
+
+    {"nodes": [{"class": "torch.nn.modules.conv.Conv2d", "attrs": {"stride": (1, 1), ...},
+                "training": true, "params": [["weight", 0], ["bias", null]],
+                "buffers": [["running_mean", 1, true]], "children": [["0", 3]]}, ...],
+     "tensors": [tensor 0, tensor 1, ...]}
+
+Node 0 is the module itself, every sub-module appears once (a shared one is referred to by its
+index), and a tensor shared by two layers is one entry of ``tensors``. ``attrs`` keeps only plain
+attributes (numbers, strings, tuples of them): what a check reads from a layer (``stride``,
+``groups``, ``num_features``, ...). :func:`rebuild` makes a module from a description, taking each
+node's class from a ``resolve`` function: the grader trusts only ``torch.nn`` classes by name;
+the worker rebuilds only ``torch.nn`` and ``course_lib`` classes.
+
+A :class:`Tracker` follows the state of one module (every tensor by its place, ``node.params[name]``,
+and every node's ``training`` flag) and reports what changed since the last synchronisation, so
+that each side sends the other only the tensors that changed: the two copies stay equal while
+either side loads weights, converts to float64, switches ``train()``/``eval()``, or trains.
+"""
+from __future__ import annotations
+
+import re
+
+import torch
+from torch import nn
+
+NAME = re.compile(r"^[A-Za-z0-9_]{1,100}$")     # parameter, buffer and child names
+ATTR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+CLASS = re.compile(r"^[A-Za-z_][A-Za-z0-9_.<>]{0,200}$")
+MAX_NODES, MAX_TENSORS, MAX_ATTRS = 5000, 20000, 64
+_INTERNAL = {"_parameters", "_buffers", "_modules", "_non_persistent_buffers_set", "training", "forward"}
+
+
+class ModuleError(TypeError):
+    """A module (or a description of one) that cannot cross the sandbox boundary."""
+
+
+def plain(value, depth: int = 0) -> bool:
+    """Numbers, strings, ``None`` and short lists/tuples of them, with exact types."""
+    if value is None or type(value) in (bool, int, float, str):
+        return type(value) is not str or len(value) <= 200
+    if type(value) in (list, tuple) and depth < 3 and len(value) <= 64:
+        return all(plain(v, depth + 1) for v in value)
+    return False
+
+
+def class_name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def describe(module: nn.Module) -> tuple[dict, list[nn.Module]]:
+    """``(description, nodes)``: the plain-data description of ``module`` and its nodes in order."""
+    nodes: list[nn.Module] = []
+    index: dict[int, int] = {}
+    tensors: list[torch.Tensor] = []
+    tindex: dict[int, int] = {}
+    out: list[dict] = []
+
+    def tensor_id(t):
+        if t is None:
+            return None
+        if id(t) not in tindex:
+            tindex[id(t)] = len(tensors)
+            tensors.append(t)
+        return tindex[id(t)]
+
+    def visit(m: nn.Module) -> int:
+        if id(m) in index:
+            return index[id(m)]
+        if len(nodes) >= MAX_NODES:
+            raise ModuleError(f"a module with more than {MAX_NODES} layers cannot cross the sandbox")
+        i = index[id(m)] = len(nodes)
+        nodes.append(m)
+        node: dict = {"class": class_name(type(m))}
+        out.append(node)
+        attrs = {k: v for k, v in vars(m).items() if k not in _INTERNAL and not k.startswith("__")
+                 and ATTR.match(k) and plain(v)}
+        node["attrs"] = dict(list(attrs.items())[:MAX_ATTRS])
+        node["training"] = bool(m.training)
+        node["params"] = [[k, tensor_id(p)] for k, p in m._parameters.items()]
+        node["buffers"] = [[k, tensor_id(b), k not in m._non_persistent_buffers_set] for k, b in m._buffers.items()]
+        node["children"] = [[k, None if c is None else visit(c)] for k, c in m._modules.items()]
+        return i
+
+    visit(module)
+    if len(tensors) > MAX_TENSORS:
+        raise ModuleError(f"a module with more than {MAX_TENSORS} tensors cannot cross the sandbox")
+    return {"nodes": out, "tensors": tensors}, nodes
+
+
+def locations(description: dict) -> list[tuple[int, str, str]]:
+    """Where each tensor of a description lives first: ``(node, "p" or "b", name)``."""
+    where: dict[int, tuple[int, str, str]] = {}
+    for n, node in enumerate(description["nodes"]):
+        for kind, entries in (("p", node["params"]), ("b", node["buffers"])):
+            for entry in entries:
+                if entry[1] is not None:
+                    where.setdefault(entry[1], (n, kind, entry[0]))
+    return [where[i] for i in range(len(description["tensors"]))]
+
+
+def validate(description) -> dict:
+    """Check every type and index of a description that came from the other side; returns it."""
+    def bad(why):
+        raise ModuleError(f"malformed module description: {why}")
+
+    if type(description) is not dict or set(description) != {"nodes", "tensors"}:
+        bad("not a description")
+    nodes, tensors = description["nodes"], description["tensors"]
+    if type(nodes) is not list or not 0 < len(nodes) <= MAX_NODES or type(tensors) is not list \
+            or len(tensors) > MAX_TENSORS or not all(type(t) is torch.Tensor for t in tensors):
+        bad("nodes or tensors")
+    used, parents = set(), {i: [] for i in range(len(nodes))}
+    for n, node in enumerate(nodes):
+        if type(node) is not dict or set(node) != {"class", "attrs", "training", "params", "buffers", "children"}:
+            bad(f"node {n}")
+        if type(node["class"]) is not str or not CLASS.match(node["class"]) or type(node["training"]) is not bool:
+            bad(f"node {n}: class")
+        attrs = node["attrs"]
+        if type(attrs) is not dict or len(attrs) > MAX_ATTRS or not all(
+                type(k) is str and ATTR.match(k) and k not in _INTERNAL and not k.startswith("__") and plain(v)
+                for k, v in attrs.items()):
+            bad(f"node {n}: attributes")
+        names = set()
+        for key, width in (("params", 2), ("buffers", 3), ("children", 2)):
+            entries = node[key]
+            if type(entries) is not list:
+                bad(f"node {n}: {key}")
+            for entry in entries:
+                if type(entry) is not list or len(entry) != width or type(entry[0]) is not str \
+                        or not NAME.match(entry[0]) or entry[0] in names:
+                    bad(f"node {n}: {key} entry")
+                names.add(entry[0])
+                ref, limit = entry[1], len(nodes) if key == "children" else len(tensors)
+                if ref is not None and (type(ref) is not int or not 0 <= ref < limit):
+                    bad(f"node {n}: {key} index")
+                if key == "buffers" and type(entry[2]) is not bool:
+                    bad(f"node {n}: buffer flag")
+                if key == "children" and ref is not None:
+                    if ref == 0:
+                        bad("a layer contains the whole module")
+                    parents[ref].append(n)
+                elif ref is not None:
+                    used.add(ref)
+    if used != set(range(len(tensors))):
+        bad("tensors without a place")
+    # every node reachable from node 0 and no cycle: a topological order exists
+    order, pending = [], {i: len(p) for i, p in parents.items()}
+    ready = [i for i, k in pending.items() if k == 0]
+    children = {n: [c[1] for c in node["children"] if c[1] is not None] for n, node in enumerate(nodes)}
+    while ready:
+        n = ready.pop()
+        order.append(n)
+        for c in children[n]:
+            pending[c] -= 1
+            if pending[c] == 0:
+                ready.append(c)
+    if len(order) != len(nodes) or [i for i, k in parents.items() if not k] != [0]:
+        bad("the layers do not form a tree (or a graph without cycles) under the module")
+    return description
+
+
+def rebuild(description: dict, resolve) -> list[nn.Module]:
+    """The nodes of a new module made from a validated description; ``resolve(class name) -> class``.
+
+    No ``__init__`` runs: each node is ``cls.__new__(cls)`` with ``nn.Module``'s own set-up, the
+    plain attributes, the tensors (parameters as ``nn.Parameter``, shared where they were shared)
+    and the children. This is how ``nn.Module`` objects are unpickled, minus pickle.
+    """
+    nodes: list[nn.Module] = []
+    for node in description["nodes"]:
+        cls = resolve(node["class"])
+        m = cls.__new__(cls)
+        nn.Module.__init__(m)
+        m.__dict__.update(node["attrs"])
+        m.training = node["training"]
+        nodes.append(m)
+    made: dict[int, torch.Tensor] = {}
+    for m, node in zip(nodes, description["nodes"]):
+        for name, ref in node["params"]:
+            if ref is not None and ref not in made:
+                t = description["tensors"][ref]
+                made[ref] = nn.Parameter(t.detach(), requires_grad=t.requires_grad and t.is_floating_point())
+            m._parameters[name] = None if ref is None else made[ref]
+        for name, ref, persistent in node["buffers"]:
+            if ref is not None and ref not in made:
+                made[ref] = description["tensors"][ref].detach()
+            m._buffers[name] = None if ref is None else made[ref]
+            if not persistent:
+                m._non_persistent_buffers_set.add(name)
+        for name, ref in node["children"]:
+            m._modules[name] = None if ref is None else nodes[ref]
+    return nodes
+
+
+def fingerprint(t: torch.Tensor | None) -> tuple:
+    """Changes whenever the tensor is replaced, reallocated, converted or written in place."""
+    if t is None:
+        return (None,)
+    return (id(t), t.data_ptr() if t.numel() else 0, t.dtype, tuple(t.shape), t._version, t.requires_grad)
+
+
+class Tracker:
+    """The state of one module: every tensor at its place and every node's ``training`` flag."""
+
+    def __init__(self, nodes: list[nn.Module], places: list[tuple[int, str, str]]):
+        self.nodes, self.places = nodes, places
+        self.mark()
+
+    def tensor(self, i: int) -> torch.Tensor:
+        n, kind, name = self.places[i]
+        store = self.nodes[n]._parameters if kind == "p" else self.nodes[n]._buffers
+        t = store.get(name)
+        if t is None:
+            raise ModuleError(f"the module lost its {'parameter' if kind == 'p' else 'buffer'} {name!r} during a call")
+        return t
+
+    def mark(self) -> None:
+        """Remember the current state as the one both sides share."""
+        self.prints = [fingerprint(self.tensor(i)) for i in range(len(self.places))]
+        self.training = [bool(m.training) for m in self.nodes]
+
+    def changes(self) -> dict | None:
+        """What changed since :meth:`mark` (``None``: nothing); marks the state as shared."""
+        values = [[i, self.tensor(i)] for i in range(len(self.places))
+                  if fingerprint(self.tensor(i)) != self.prints[i]]
+        training = [bool(m.training) for m in self.nodes]
+        if not values and training == self.training:
+            return None
+        self.mark()
+        return {"values": values, "training": training}
+
+    def apply(self, changes) -> None:
+        """Take the other side's changes (already decoded; checked here)."""
+        if type(changes) is not dict or set(changes) != {"values", "training"}:
+            raise ModuleError("malformed module state")
+        values, training = changes["values"], changes["training"]
+        if type(training) is not list or len(training) != len(self.nodes) or \
+                not all(type(f) is bool for f in training) or type(values) is not list:
+            raise ModuleError("malformed module state")
+        for entry in values:
+            if type(entry) is not list or len(entry) != 2 or type(entry[0]) is not int \
+                    or not 0 <= entry[0] < len(self.places) or type(entry[1]) is not torch.Tensor:
+                raise ModuleError("malformed module state")
+            i, value = entry
+            t, (n, kind, name) = self.tensor(i), self.places[i]
+            with torch.no_grad():
+                if t.shape == value.shape and t.dtype == value.dtype:
+                    t.copy_(value)
+                elif kind == "p":
+                    t.data = value.detach()
+                else:
+                    self.nodes[n]._buffers[name] = value.detach()
+            if kind == "p" and t.is_floating_point():
+                t.requires_grad_(bool(value.requires_grad))
+        for m, flag in zip(self.nodes, training):
+            m.training = flag
+        self.mark()
