@@ -65,7 +65,8 @@ def evaluate(model, data, batch_size: int = 512, device=None, loss_fn=None, amp:
     """Mean loss and accuracy of ``model`` on ``data`` in eval mode (dropout off, BatchNorm frozen).
 
     Args:
-        data: ``(images (N, ...), labels (N,))``.
+        data: ``(images (N, ...), labels (N,))``, or ``labels (N, H, W)`` for a per-pixel classifier
+            (segmentation): the accuracy is then the fraction of pixels classified right.
         device: where to compute; default the model's own device.
         loss_fn: default ``nn.CrossEntropyLoss()``; must average over the batch.
 
@@ -85,7 +86,7 @@ def evaluate(model, data, batch_size: int = 512, device=None, loss_fn=None, amp:
             total_loss += loss_fn(logits.float(), y).item() * len(y)  # mean → sum over the batch
         correct += (logits.argmax(1) == y).sum().item()
     model.train(was_training)
-    return total_loss / len(labels), correct / len(labels)
+    return total_loss / len(labels), correct / labels.numel()  # per pixel for (N, H, W) masks
 
 
 @torch.no_grad()
@@ -126,7 +127,7 @@ def _train_epoch(model, images, labels, *, optimizer, loss_fn, dev, batch_size, 
             batch_scheduler.step()
         total_loss += loss.item() * len(y)
         correct += (logits.argmax(1) == y).sum().item()
-    return total_loss / len(labels), correct / len(labels)
+    return total_loss / len(labels), correct / labels.numel()
 
 
 def fit(model, train_data, val_data=None, *, epochs, batch_size=128, optimizer=None, scheduler=None,

@@ -195,3 +195,19 @@ def test_sampler_decides_the_examples_of_an_epoch():
         device="cpu", progress=False)
     drawn = torch.cat(seen)
     assert len(drawn) == 100 and (drawn == 3).all()
+
+
+def test_per_pixel_targets_give_pixel_accuracy():
+    """Segmentation: (N, H, W) targets, (N, C, H, W) logits; accuracy is per pixel (sklearn over all pixels)."""
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(20, 1, 6, 5, generator=g)
+    masks = (images[:, 0] > 0.5).long()  # a pixel's class is its own brightness: learnable by a 1x1 conv
+    model = nn.Conv2d(1, 2, 1)
+    loss, acc = evaluate(model, (images, masks), batch_size=7)
+    with torch.no_grad():
+        logits = model(images)
+    assert loss == pytest.approx(F.cross_entropy(logits, masks).item(), rel=1e-5)
+    assert acc == pytest.approx(accuracy_score(masks.flatten().numpy(), logits.argmax(1).flatten().numpy()))
+    history = fit(model, (images, masks), epochs=30, batch_size=10, optimizer=torch.optim.Adam(model.parameters(), 0.1),
+                  progress=False)
+    assert 0.0 <= history.train_acc[-1] <= 1.0 and history.train_acc[-1] > 0.9, history.train_acc
