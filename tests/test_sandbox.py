@@ -355,3 +355,190 @@ def test_floods_are_capped(attacked):
         assert path.stat().st_size < 2 << 20, f"{student}: graded notebook of {path.stat().st_size} bytes"
     assert not list(course.rglob("big.bin")), "the huge file reached the course folder"
     assert len(attacked["result"].stderr) < 4 << 20
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Attacks on a class-based assignment: assignment 4, whose tests build the student's modules (remote
+# modules, course_lib.grading.remote) and read a submitted weights file. Each attacker is the correct
+# solution except its squeeze-excitation cell (the attack) and, for some, its weights file; the trained
+# U-Net part is left undone by everyone (raises NotImplementedError), so no submission trains for minutes.
+A4 = "a4_attention_segmentation"
+A4_ATTACKED = {"test_squeeze_excitation", "test_squeeze_excitation_hidden"}
+A4_UNDONE = {"test_trained_unet", "test_trained_unet_hidden"}
+A4_HIDDEN = ('SECase("32 channels squeezed to 8"', "BEGIN HIDDEN TESTS", "seed=2718")
+SE_HEAD = "class SqueezeExcitation(nn.Module):\n    def __init__(self, input_channels, squeeze_channels):\n" \
+          "        super().__init__()\n        self.fc1 = nn.Conv2d(input_channels, squeeze_channels, 1)\n" \
+          "        self.fc2 = nn.Conv2d(squeeze_channels, input_channels, 1)\n"
+
+A4_ATTACKS: dict[str, str] = {
+    # a forward whose output claims to equal anything (a tensor subclass, an int subclass)
+    "module_eq_always_true": """
+class AnyTensor(torch.Tensor):
+    def __eq__(self, other): return True
+    def __ne__(self, other): return False
+""" + SE_HEAD + """
+    def forward(self, x):
+        return torch.zeros_like(x).as_subclass(AnyTensor)
+""",
+    # the class patches the testing tools and every check when it is defined, and computes nothing
+    "class_patches_the_checks": """
+import torch.testing, numpy.testing, course_lib.grading as g, course_lib.grading.compare as cmp
+torch.testing.assert_close = lambda *a, **k: None
+numpy.testing.assert_allclose = lambda *a, **k: None
+cmp.describe_difference = lambda *a, **k: None
+for name in dir(g):
+    if name.startswith("check_"):
+        setattr(g, name, lambda *a, **k: print("all cases passed"))
+""" + SE_HEAD + """
+    def forward(self, x):
+        return x
+""",
+    # attributes that hide the methods a check calls on the module, and a wrong forward
+    "shadowed_methods": SE_HEAD + """
+        self.parameters, self.state_dict, self.load_state_dict, self.double = (), 0, "ok", None
+        self.training = "yes"
+    def forward(self, x):
+        return x
+""",
+    # the worker's own description of the module is forged to look like torchvision's layer (so that the
+    # reference weights load into the mirror), while the module that computes stays the student's
+    "forged_description": """
+import torchvision, course_lib.grading.modules as modules
+real_describe = modules.describe
+def describe(module):
+    if type(module).__name__ != "SqueezeExcitation":
+        return real_describe(module)
+    description, nodes = real_describe(torchvision.ops.SqueezeExcitation(module.c, module.s))
+    nodes[0] = module
+    return description, nodes
+modules.describe = describe
+class SqueezeExcitation(nn.Module):
+    def __init__(self, input_channels, squeeze_channels):
+        super().__init__()
+        self.c, self.s = input_channels, squeeze_channels
+    def forward(self, x):
+        return x * 0.5
+""",
+    # replies forged on the wire: a module made earlier in place of a new one, a malformed module as the output
+    "forged_replies": """
+import course_lib.grading.wire as wire
+real_encode = wire.encode
+made = []
+def encode(value, depth=0, hook=None):
+    if getattr(value, "forge", False):
+        return {"__remote_module__": {"handle": 1, "module": {"nodes": [], "tensors": []}}}
+    if type(value).__name__ == "SqueezeExcitation":
+        made.append(value)
+        if len(made) > 1:
+            return {"__remote_handle__": [1, 0]}
+    return real_encode(value, depth, hook)
+wire.encode = encode
+""" + SE_HEAD + """
+    def forward(self, x):
+        y = x.clone()
+        y.forge = True
+        return y
+""",
+    # looks for the hidden tests from inside the module: frames, every object, the files it can see
+    "module_reads_hidden_tests": """
+import gc, glob, inspect, json
+""" + SE_HEAD + """
+        found = [f.filename + ":" + repr(f.frame.f_locals)[:2000] for f in inspect.stack()]
+        found += [repr(o)[:3000] for o in gc.get_objects() if isinstance(o, str) and "Hidden" in o][:20]
+        for path in glob.glob("/home/student/**/*", recursive=True) + glob.glob("/tmp/**/*", recursive=True):
+            try:
+                found.append(path + ":" + open(path, errors="replace").read(100000))
+            except Exception:
+                pass
+        raise RuntimeError("found: " + " | ".join(found))
+    def forward(self, x):
+        return x
+""",
+    "forward_never_returns": SE_HEAD + "    def forward(self, x):\n        while True:\n            pass\n",
+    "forward_exits": SE_HEAD + "    def forward(self, x):\n        import os\n        os._exit(0)\n",
+    "forward_huge_output": SE_HEAD + "    def forward(self, x):\n        return torch.zeros(80 << 20)\n",
+    # a correct answer whose weights file is a pickle that runs a command when unpickled
+    "evil_weights_file": None,
+}
+
+
+def _a4_submission(release: Path, source: Path, attack: str | None) -> str:
+    """The correct solution (set-up and solution cells from the source), with an attack in place of
+    the squeeze-excitation cell and the training part left undone."""
+    solutions = {c["metadata"]["nbgrader"]["grade_id"]: "".join(c["source"])
+                 for c in json.loads(source.read_text())["cells"]
+                 if c["cell_type"] == "code" and c["metadata"].get("nbgrader", {}).get("solution")}
+    solutions["train_unet"] = "def train_segmentation_model(path):\n    raise NotImplementedError()\n"
+    if attack is not None:
+        solutions["squeeze_excitation"] = attack
+    nb = json.loads(release.read_text())
+    for cell in nb["cells"]:
+        grade_id = cell["metadata"].get("nbgrader", {}).get("grade_id")
+        if grade_id in solutions:
+            cell["source"] = solutions[grade_id]
+    return json.dumps(nb)
+
+
+@pytest.fixture(scope="module")
+def attacked_a4(tmp_path_factory):
+    course = tmp_path_factory.mktemp("course_a4")
+    shutil.copy(ROOT / "nbgrader_config.py", course)
+    shutil.copytree(ROOT / "solutions" / A4, course / "solutions" / A4)
+    cli.release(course, [A4])
+    CANARY.unlink(missing_ok=True)
+    inbox = tmp_path_factory.mktemp("inbox_a4")
+    release, source = course / "assignments" / A4 / f"{A4}.ipynb", course / "solutions" / A4 / f"{A4}.ipynb"
+    students = {"correct": None, **A4_ATTACKS}
+    for name, attack in students.items():
+        (inbox / name).mkdir()
+        (inbox / name / f"{A4}.ipynb").write_text(_a4_submission(release, source, attack), encoding="utf-8")
+    (inbox / "evil_weights_file" / "segmentation_unet.pt").write_bytes(pickle.dumps({"fc1.weight": Payload()}))
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "course_lib.grading", "--root", str(course), "autograde", A4,
+                             "--submissions", str(inbox), "--jobs", "2", "--start-timeout", "60", "--call-timeout", "10",
+                             "--timeout", "300"], capture_output=True, text=True, timeout=1200)
+    seconds = time.perf_counter() - start
+    time.sleep(1)
+    print(f"\nsandboxed {A4}: {len(students)} submissions in {seconds:.1f} s with 2 jobs")
+    return {"course": course, "result": result, "students": students, "survivors": _sandbox_uids_running()}
+
+
+@ROOT_ONLY
+def test_class_based_attacks_score_zero_on_what_they_attack_only(attacked_a4):
+    result = attacked_a4["result"]
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    assert "UNSANDBOXED" not in result.stderr, "assignment 4 fell back to stock nbgrader"
+    points = graded_points_of(attacked_a4["course"] / "solutions" / A4 / f"{A4}.ipynb")
+    scores = gradebook_scores(attacked_a4["course"], A4, attacked_a4["students"])
+    assert set(scores) == set(attacked_a4["students"])
+    expected_correct = {g: 0 if g in A4_UNDONE else p for g, p in points.items()}
+    assert {g: scores["correct"][g] for g in points} == expected_correct, "the correct submission lost points"
+    for student in A4_ATTACKS:
+        expected = {g: 0 if g in A4_ATTACKED and student != "evil_weights_file" else p
+                    for g, p in expected_correct.items()}
+        assert {g: scores[student][g] for g in points} == expected, student
+
+
+@ROOT_ONLY
+def test_class_based_attacks_leak_nothing_and_leave_nothing(attacked_a4):
+    course = attacked_a4["course"]
+    assert not CANARY.exists(), "the grader unpickled a submitted weights file"
+    assert attacked_a4["survivors"] == [], f"processes survived the sandbox: {attacked_a4['survivors']}"
+    for student in A4_ATTACKS:
+        nb = read_notebook(course / "autograded" / student / A4 / f"{A4}.ipynb")
+        shown = json.dumps([c.get("outputs", []) for c in nb["cells"]])
+        for secret in A4_HIDDEN:
+            assert secret not in shown, f"{student} leaked {secret!r}"
+    evil = read_notebook(course / "autograded" / "evil_weights_file" / A4 / f"{A4}.ipynb")
+    assert "weights_only=True" in json.dumps([c.get("outputs", []) for c in evil["cells"]])
+    snooped = read_notebook(course / "autograded" / "module_reads_hidden_tests" / A4 / f"{A4}.ipynb")
+    assert "found: " in json.dumps([c.get("outputs", []) for c in snooped["cells"]]), "the snooping did not run"
+    for student in ("forward_never_returns", "forward_exits", "forward_huge_output"):
+        assert f"[sandbox] {student}/{A4}" in attacked_a4["result"].stderr
+
+
+def graded_points_of(source: Path) -> dict[str, float]:
+    nb = json.loads(source.read_text())
+    return {c["metadata"]["nbgrader"]["grade_id"]: c["metadata"]["nbgrader"]["points"] for c in nb["cells"]
+            if c["cell_type"] == "code" and c["metadata"].get("nbgrader", {}).get("grade")
+            and not c["metadata"]["nbgrader"].get("solution")}

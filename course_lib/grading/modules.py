@@ -175,7 +175,9 @@ def rebuild(description: dict, resolve) -> list[nn.Module]:
         cls = resolve(node["class"])
         m = cls.__new__(cls)
         nn.Module.__init__(m)
-        m.__dict__.update(node["attrs"])
+        # an attribute may not hide what the class defines (a method, a property): `self.parameters = ()`
+        # in the student's layer must not change what a check calls on the mirror
+        m.__dict__.update({k: v for k, v in node["attrs"].items() if plain(getattr(cls, k, None))})
         m.training = node["training"]
         nodes.append(m)
     made: dict[int, torch.Tensor] = {}
