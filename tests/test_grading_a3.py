@@ -1,17 +1,33 @@
 """Assignment 3 (practical training): its checks, against the course library's own implementations
 (written independently of the checks' references: scikit-learn, torch's schedulers, all outcomes of
-the augmentation enumerated) and against plausible student bugs, each with its message."""
+the augmentation enumerated) and against plausible student bugs, each with its message; and the
+homework round trip — release, a bank of realistic submissions autograded by nbgrader with exact
+per-cell scores.
+
+The solution's and the release's papermill runs are in ``test_grading_pipeline.py`` (they cover
+every assignment).
+"""
 from __future__ import annotations
 
+import json
 import math
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
-from course_lib import augment, imbalance, transfer
-from course_lib.grading import (CheckFailure, check_balanced_accuracy, check_class_weights, check_finetune_setup,
-                                check_random_crop_flip, check_sample_weights, check_warmup_cosine)
-from course_lib.models.fashion_cnn import fashion_cnn_small
+sys.path.insert(0, str(Path(__file__).parent / "banks"))
+
+from grading_support import autograde, grade_id, gradebook_scores, graded_points, make_course, read_notebook  # noqa: E402
+
+import a3_training as bank  # noqa: E402
+from course_lib import augment, imbalance, transfer  # noqa: E402
+from course_lib.grading import (CheckFailure, check_balanced_accuracy, check_class_weights,  # noqa: E402
+                                check_finetune_setup, check_model_balanced_accuracy, check_random_crop_flip,
+                                check_sample_weights, check_warmup_cosine)
+from course_lib.models.fashion_cnn import fashion_cnn_small  # noqa: E402
 
 
 def _warmup_cosine(optimizer, warmup, total, t_max=None):
@@ -70,3 +86,81 @@ def test_finetune_check_catches_forgotten_freeze_and_lost_weights():
 
     with pytest.raises(CheckFailure, match="the pretrained feature weights were changed or dropped"):
         check_finetune_setup(fresh, build)
+
+
+def _one_hot_model(tmp_path, predictions, num_classes):
+    """Images that make an identity linear layer predict ``predictions``, and its weights on disk."""
+    build = lambda: nn.Sequential(nn.Flatten(), nn.Linear(num_classes, num_classes))  # noqa: E731
+    model = build()
+    with torch.no_grad():
+        model[1].weight.copy_(torch.eye(num_classes))
+        model[1].bias.zero_()
+    torch.save(model.state_dict(), tmp_path / "m.pt")
+    images = torch.eye(num_classes)[torch.tensor(predictions)].reshape(-1, 1, 1, num_classes)
+    return build, images
+
+
+def test_model_balanced_accuracy_is_the_mean_recall_not_the_accuracy(tmp_path, capsys):
+    # recalls 4/4, 1/2, 1/2: balanced accuracy 2/3, plain accuracy 6/8 = 0.75 (worked out by hand)
+    labels = torch.tensor([0, 0, 0, 0, 1, 1, 2, 2])
+    build, images = _one_hot_model(tmp_path, [0, 0, 0, 0, 1, 0, 2, 0], 3)
+    check_model_balanced_accuracy(build, tmp_path / "m.pt", images, labels, min_score=0.66)
+    assert "balanced accuracy 66.67% (required 66%); recall per class: 0: 1.00, 1: 0.50, 2: 0.50" in capsys.readouterr().out
+    with pytest.raises(CheckFailure, match=r"balanced accuracy 66.67% is below the required 70%; "
+                                           r"recall per class: 0: 1.00, 1: 0.50, 2: 0.50"):
+        check_model_balanced_accuracy(build, tmp_path / "m.pt", images, labels, min_score=0.70)
+
+
+def test_model_balanced_accuracy_never_unpickles(tmp_path):
+    build = lambda: nn.Sequential(nn.Flatten(), nn.Linear(3, 3))  # noqa: E731
+    torch.save(build(), tmp_path / "whole.pt")  # a whole model, as torch.save(model, ...) writes it
+    with pytest.raises(CheckFailure, match=r"not a plain state_dict: it cannot be read with torch.load\(weights_only=True\)"):
+        check_model_balanced_accuracy(build, tmp_path / "whole.pt", torch.rand(4, 1, 1, 3), torch.arange(4) % 3, 0.5)
+    with pytest.raises(CheckFailure, match="no file missing.pt next to the notebook"):
+        check_model_balanced_accuracy(build, tmp_path / "missing.pt", torch.rand(4, 1, 1, 3), torch.arange(4) % 3, 0.5)
+
+
+# ------------------------------------------------------------------ the round trip
+def test_bank_points_match_the_assignment():
+    assert graded_points(bank.SOLUTION) == {**bank.POINTS, **bank.MANUAL}, "update POINTS in tests/banks/a3_training.py"
+
+
+def test_release_hides_solutions_and_hidden_tests():
+    text = bank.RELEASE.read_text(encoding="utf-8")
+    for marker in ("BEGIN SOLUTION", "BEGIN HIDDEN TESTS", "check_model_balanced_accuracy", "cases=[",
+                   "1.0 / counts[labels]", "math.cos", "p.requires_grad = not freeze"):
+        assert marker not in text, f"the release leaks {marker!r}"
+    answer = next(c for c in read_notebook(bank.SOLUTION)["cells"] if grade_id(c) == "finetune_answer")["source"]
+    assert answer[:60] not in text, "the release leaks the model answer"
+    assert "min_score=0.90" in bank.SOLUTION.read_text(encoding="utf-8"), "the threshold must stay 90%"
+    assert "fashion_cnn_clothes_0_4" in text, "the release must say which pretrained weights it uses"
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory) -> tuple[Path, dict]:
+    course = make_course(tmp_path_factory.mktemp("course"))
+    submissions = tmp_path_factory.mktemp("bank")
+    bank.write_bank(submissions)
+    return course, autograde(course, bank.ASSIGNMENT, submissions)
+
+
+@pytest.mark.slow
+def test_bank_gets_exactly_the_expected_scores(graded):
+    course, _ = graded
+    scores = gradebook_scores(course, bank.ASSIGNMENT, bank.EXPECTED)
+    for student, expected in bank.EXPECTED.items():
+        got = {cell: scores[student][cell] for cell in bank.POINTS}
+        assert got == expected, f"{student}: expected {expected}, got {got}"
+        manual = scores[student]["finetune_answer"]
+        assert manual == (0 if student == "blank" else None), f"{student}: written answer auto score {manual}"
+    assert sum(bank.EXPECTED["correct"].values()) == bank.FULL and sum(bank.EXPECTED["blank"].values()) == 0
+
+
+@pytest.mark.slow
+def test_failures_explain_themselves(graded):
+    course, _ = graded
+    for student, message in bank.FEEDBACK_MESSAGES.items():
+        nb = json.loads((course / "autograded" / student / bank.ASSIGNMENT / f"{bank.ASSIGNMENT}.ipynb").read_text())
+        shown = "".join(str(o.get("text", "")) + str(o.get("evalue", "")) + "".join(o.get("traceback", []))
+                        for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", []))
+        assert message in shown, f"{student}: the graded notebook does not say {message!r}"
