@@ -10,14 +10,17 @@ change that moves a point shows up as a failing test.
 from __future__ import annotations
 
 import json
-import re
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent / "banks"))  # also when run as a script or by benchmarks/
+
+import bank_tools  # noqa: E402
+from bank_tools import edit as _edit  # noqa: E402
+
 ASSIGNMENT = "a1_convolution"
-RELEASE = ROOT / "assignments" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
-SOLUTION = ROOT / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+RELEASE = bank_tools.release_path(ASSIGNMENT)
+SOLUTION = bank_tools.solution_path(ASSIGNMENT)
 
 #: Points of every autograded test cell (the written answer, 4 points, is graded by hand).
 POINTS = {
@@ -31,7 +34,7 @@ FULL = sum(POINTS.values())
 
 
 def _without(*failed: str) -> dict[str, int]:
-    return {cell: 0 if cell in failed else points for cell, points in POINTS.items()}
+    return bank_tools.without(POINTS, *failed)
 
 
 #: Expected autograde score per student and test cell; ``None``: the submission cannot be graded.
@@ -69,24 +72,9 @@ FEEDBACK_MESSAGES = {
 }
 
 
-def _load(path: Path) -> dict:
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
 def solution_code() -> dict[str, str]:
     """The reference solution of every solution cell, as a student would have typed it."""
-    code = {}
-    for cell in _load(SOLUTION)["cells"]:
-        meta = cell["metadata"].get("nbgrader", {})
-        if meta.get("solution") and cell["cell_type"] == "code":
-            code[meta["grade_id"]] = re.sub(r"\n *### (BEGIN|END) SOLUTION", "", cell["source"])
-    return code
-
-
-def _edit(source: str, old: str, new: str) -> str:
-    if old not in source:
-        raise ValueError(f"the solution changed: {old!r} not found; update tests/submission_bank.py")
-    return source.replace(old, new)
+    return bank_tools.solution_code(ASSIGNMENT)
 
 
 def _answers(student: str) -> dict[str, str]:
@@ -136,7 +124,7 @@ def submission(student: str) -> str:
     if student == "corrupt_json":
         text = submission("correct")
         return text[: len(text) // 2]
-    nb = _load(RELEASE)
+    nb = bank_tools.load(RELEASE)
     answers = _answers(student)
     cells = []
     for cell in nb["cells"]:

@@ -13,18 +13,15 @@ the solution's code, so that grading never trains.
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import re
-import shutil
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+import bank_tools
+from bank_tools import edit, without
+
 ASSIGNMENT = "a2_architectures"
-RELEASE = ROOT / "assignments" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
-SOLUTION = ROOT / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
-CACHE = ROOT / "_build" / "test-grading"
+RELEASE = bank_tools.release_path(ASSIGNMENT)
+SOLUTION = bank_tools.solution_path(ASSIGNMENT)
 WEIGHTS = "a2_model.pt"
 MANUAL = {"residual_answer": 4}
 
@@ -39,27 +36,23 @@ POINTS = {
 FULL = sum(POINTS.values())
 
 
-def _without(*failed: str) -> dict[str, int]:
-    return {cell: 0 if cell in failed else points for cell, points in POINTS.items()}
-
-
 #: Expected autograde score per student and test cell.
 EXPECTED: dict[str, dict[str, int]] = {
-    "correct": _without(),
-    "blank": _without(*POINTS),
+    "correct": without(POINTS),
+    "blank": without(POINTS, *POINTS),
     # Projects only when the stride changes the size, not when only the channels change: the visible
     # cases (identity; stride 2 with more channels) pass, the hidden 8 -> 24 channels at stride 1 fails.
-    "no_projection_for_channels": _without("test_basic_block_hidden"),
+    "no_projection_for_channels": without(POINTS, "test_basic_block_hidden"),
     # The last 1x1 convolution does not expand (channels instead of 4 * channels).
-    "bottleneck_no_expansion": _without("test_bottleneck", "test_bottleneck_hidden"),
+    "bottleneck_no_expansion": without(POINTS, "test_bottleneck", "test_bottleneck_hidden"),
     # The "depthwise" 3x3 convolution forgot groups=in_channels: a full convolution.
-    "depthwise_without_groups": _without("test_separable", "test_separable_hidden"),
+    "depthwise_without_groups": without(POINTS, "test_separable", "test_separable_hidden"),
     # Pointwise mult-adds M*N without the D_F^2 factor (the module itself is right).
-    "mult_adds_missing_factor": _without("test_costs", "test_separable_hidden"),
+    "mult_adds_missing_factor": without(POINTS, "test_costs", "test_separable_hidden"),
     # Saved the weights before training: the file loads, but the accuracy is that of chance.
-    "saved_before_training": _without("test_accuracy_hidden"),
+    "saved_before_training": without(POINTS, "test_accuracy_hidden"),
     # Saved the whole model with torch.save(model, ...): a pickle, refused by weights_only=True.
-    "pickled_model": _without("test_model_file", "test_accuracy_hidden"),
+    "pickled_model": without(POINTS, "test_model_file", "test_accuracy_hidden"),
 }
 
 #: A line of every failing check's message that the student's feedback must show.
@@ -74,69 +67,34 @@ FEEDBACK_MESSAGES = {
 }
 
 
-def _load(path: Path) -> dict:
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def solution_code() -> dict[str, str]:
-    """The reference solution of every solution code cell, as a student would have typed it."""
-    code = {}
-    for cell in _load(SOLUTION)["cells"]:
-        meta = cell["metadata"].get("nbgrader", {})
-        if meta.get("solution") and cell["cell_type"] == "code":
-            code[meta["grade_id"]] = re.sub(r"\n *### (BEGIN|END) SOLUTION", "", cell["source"])
-    return code
-
-
-def _edit(source: str, old: str, new: str) -> str:
-    if old not in source:
-        raise ValueError(f"the solution changed: {old!r} not found; update tests/banks/{ASSIGNMENT}.py")
-    return source.replace(old, new)
-
-
 def _answers(student: str) -> dict[str, str]:
     if student == "blank":
         return {}
-    code = solution_code()
+    code = bank_tools.solution_code(ASSIGNMENT)
     if student == "no_projection_for_channels":
-        code["basic_block"] = _edit(code["basic_block"], "if stride != 1 or in_channels != channels:", "if stride != 1:")
+        code["basic_block"] = edit(code["basic_block"], "if stride != 1 or in_channels != channels:", "if stride != 1:")
     elif student == "bottleneck_no_expansion":
-        code["bottleneck"] = _edit(code["bottleneck"], "out_channels = channels * self.expansion", "out_channels = channels")
+        code["bottleneck"] = edit(code["bottleneck"], "out_channels = channels * self.expansion",
+                                  "out_channels = channels")
     elif student == "depthwise_without_groups":
-        code["separable"] = _edit(code["separable"], "padding=1, groups=in_channels, bias=False", "padding=1, bias=False")
+        code["separable"] = edit(code["separable"], "padding=1, groups=in_channels, bias=False",
+                                 "padding=1, bias=False")
     elif student == "mult_adds_missing_factor":
-        code["separable"] = _edit(code["separable"], "+ M * N * D_F * D_F", "+ M * N")
+        code["separable"] = edit(code["separable"], "+ M * N * D_F * D_F", "+ M * N")
     elif student == "saved_before_training":
-        code["network"] = _edit(code["network"], "    torch.save(model.state_dict(), path)\n", "")
-        code["network"] = _edit(code["network"], "    train_data = load_fashion_mnist",
+        code["network"] = edit(code["network"], "    torch.save(model.state_dict(), path)\n", "")
+        code["network"] = edit(code["network"], "    train_data = load_fashion_mnist",
                                 "    torch.save(model.state_dict(), path)\n    train_data = load_fashion_mnist")
     elif student == "pickled_model":
-        code["network"] = _edit(code["network"], "torch.save(model.state_dict(), path)", "torch.save(model, path)")
+        code["network"] = edit(code["network"], "torch.save(model.state_dict(), path)", "torch.save(model, path)")
     return code
 
 
 def submission(student: str) -> str:
     """The notebook ``student`` hands in, as text."""
-    nb = _load(RELEASE)
-    answers = _answers(student)
-    for cell in nb["cells"]:
-        grade_id = cell["metadata"].get("nbgrader", {}).get("grade_id")
-        if grade_id in answers:
-            cell["source"] = answers[grade_id]
-        if grade_id == "residual_answer" and student != "blank":
-            cell["source"] = "The shortcut adds the identity to every block's Jacobian, so ..."
-    return json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
-
-
-def _solution_namespace() -> dict:
-    """The solution's set-up and code cells executed, as in the notebook (defines train_and_save)."""
-    namespace: dict = {"__name__": "a2_solution"}
-    nb = _load(SOLUTION)
-    for cell in nb["cells"]:
-        meta = cell["metadata"].get("nbgrader", {})
-        if cell["cell_type"] == "code" and not meta.get("grade"):
-            exec(compile(cell["source"], f"<{meta.get('grade_id')}>", "exec"), namespace)
-    return namespace
+    written = {} if student == "blank" else {
+        "residual_answer": "The shortcut adds the identity to every block's Jacobian, so ..."}
+    return bank_tools.submission(ASSIGNMENT, _answers(student), written)
 
 
 def weight_files() -> dict[str, Path]:
@@ -144,19 +102,14 @@ def weight_files() -> dict[str, Path]:
     ``pickled`` (a whole model pickled by ``torch.save(model, ...)``); cached by the solution's hash."""
     import torch
 
-    key = hashlib.sha256(SOLUTION.read_bytes()).hexdigest()[:16]
-    folder = CACHE / f"{ASSIGNMENT}-{key}"
-    files = {kind: folder / f"{kind}.pt" for kind in ("trained", "untrained", "pickled")}
-    if all(p.is_file() for p in files.values()):
-        return files
-    folder.mkdir(parents=True, exist_ok=True)
-    namespace = _solution_namespace()
-    torch.manual_seed(0)
-    torch.save(namespace["build_model"]().state_dict(), files["untrained"])
-    torch.save(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10)), files["pickled"])
-    namespace["train_and_save"](str(files["trained"]) + ".part")
-    Path(str(files["trained"]) + ".part").replace(files["trained"])
-    return files
+    def make(files):
+        namespace = bank_tools.solution_namespace(ASSIGNMENT)
+        torch.manual_seed(0)
+        torch.save(namespace["build_model"]().state_dict(), files["untrained"])
+        torch.save(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10)), files["pickled"])
+        namespace["train_and_save"](str(files["trained"]))
+
+    return bank_tools.cached_files(ASSIGNMENT, ("trained", "untrained", "pickled"), make)
 
 
 #: Which weight file each student hands in (``None``: none, the student never trained).
@@ -168,12 +121,8 @@ WEIGHT_FILE = {"correct": "trained", "blank": None, "no_projection_for_channels"
 def write_bank(folder: Path) -> list[str]:
     """Write ``folder/<student>/a2_architectures.ipynb`` and the student's ``a2_model.pt``."""
     files = weight_files()
-    for student in EXPECTED:
-        (folder / student).mkdir(parents=True, exist_ok=True)
-        (folder / student / f"{ASSIGNMENT}.ipynb").write_text(submission(student), encoding="utf-8")
-        if WEIGHT_FILE[student]:
-            shutil.copyfile(files[WEIGHT_FILE[student]], folder / student / WEIGHTS)
-    return list(EXPECTED)
+    return bank_tools.write_bank(folder, ASSIGNMENT, {student: submission(student) for student in EXPECTED},
+                                 {s: files[k] if k else None for s, k in WEIGHT_FILE.items()}, WEIGHTS)
 
 
 if __name__ == "__main__":
