@@ -1,8 +1,10 @@
 """Seconds per submission: sandboxed grading (1 and N jobs) against stock nbgrader, same machine, same batch.
 
-    .venv/bin/python benchmarks/grading_sandbox.py [--copies 1] [--jobs 2]
+    .venv/bin/python benchmarks/grading_sandbox.py [--copies 1] [--jobs 2] [--assignment a5_gans]
 
-The batch is assignment 1's submission bank (tests/submission_bank.py), ``--copies`` times. Each
+The batch is assignment 1's submission bank (tests/submission_bank.py), ``--copies`` times; with
+``--assignment`` (one whose tests need no weights file, e.g. ``a5_gans``, graded through remote
+modules) it is that assignment's reference solution and its blank release, ``--copies`` times. Each
 mode grades it from scratch in a fresh course directory with the instructor's command
 (``python -m course_lib.grading autograde``), so nbgrader's start-up and gradebook writes are
 included. Timings on a shared machine are noisy: run it on an idle one.
@@ -10,6 +12,9 @@ included. Timings on a shared machine are noisy: run it on an idle one.
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -25,22 +30,35 @@ from submission_bank import ASSIGNMENT, EXPECTED, submission  # noqa: E402
 from course_lib.grading import cli  # noqa: E402
 
 
-def grade(mode: list[str], copies: int) -> tuple[float, int]:
+def solution_and_blank(course: Path, assignment: str) -> dict[str, str]:
+    """``{"solution": notebook, "blank": notebook}``: the release with the source's solution cells, and as released."""
+    release = json.loads((course / "assignments" / assignment / f"{assignment}.ipynb").read_text())
+    source = json.loads((course / "solutions" / assignment / f"{assignment}.ipynb").read_text())
+    answers = {c["metadata"]["nbgrader"]["grade_id"]: c["source"] for c in source["cells"]
+               if c["metadata"].get("nbgrader", {}).get("solution")}
+    solved = json.loads(json.dumps(release))
+    for cell in solved["cells"]:
+        cell["source"] = answers.get(cell["metadata"].get("nbgrader", {}).get("grade_id"), cell["source"])
+    return {"solution": json.dumps(solved), "blank": json.dumps(release)}
+
+
+def grade(mode: list[str], copies: int, assignment: str = ASSIGNMENT) -> tuple[float, int]:
     with tempfile.TemporaryDirectory() as tmp:
         course = Path(tmp) / "course"
         course.mkdir()
         shutil.copy(ROOT / "nbgrader_config.py", course)
-        shutil.copytree(ROOT / "solutions" / ASSIGNMENT, course / "solutions" / ASSIGNMENT)
-        cli.release(course, [ASSIGNMENT])
+        shutil.copytree(ROOT / "solutions" / assignment, course / "solutions" / assignment)
+        cli.release(course, [assignment])
         inbox = Path(tmp) / "inbox"
         inbox.mkdir()
+        batch = {s: submission(s) for s in EXPECTED} if assignment == ASSIGNMENT else solution_and_blank(course, assignment)
         count = 0
         for copy in range(copies):
-            for student in EXPECTED:
-                (inbox / f"{student}_{copy}.ipynb").write_text(submission(student), encoding="utf-8")
+            for student, text in batch.items():
+                (inbox / f"{student}_{copy}.ipynb").write_text(text, encoding="utf-8")
                 count += 1
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "course_lib.grading", "--root", str(course), "autograde", ASSIGNMENT,
+        subprocess.run([sys.executable, "-m", "course_lib.grading", "--root", str(course), "autograde", assignment,
                         "--submissions", str(inbox), *mode], check=True, capture_output=True)
         return time.perf_counter() - start, count
 
@@ -49,13 +67,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--copies", type=int, default=1)
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--assignment", default=ASSIGNMENT)
     args = parser.parse_args()
     rows = []
     for label, mode in (("stock nbgrader (unsandboxed)", ["--no-sandbox"]), ("sandboxed, 1 job", ["--jobs", "1"]),
                         (f"sandboxed, {args.jobs} jobs", ["--jobs", str(args.jobs)])):
-        seconds, count = grade(mode, args.copies)
+        cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+        seconds, count = grade(mode, args.copies, args.assignment)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        used = after.ru_utime + after.ru_stime - cpu.ru_utime - cpu.ru_stime
         rows.append((label, seconds, count))
-        print(f"{label:32s} {count} submissions in {seconds:6.1f} s: {seconds / count:5.2f} s each", flush=True)
+        print(f"{label:32s} {count} submissions in {seconds:6.1f} s: {seconds / count:5.2f} s each "
+              f"(CPU {used:6.1f} s; load {os.getloadavg()[0]:.1f})", flush=True)
     one, many = rows[1][1], rows[2][1]
     print(f"sandboxed/stock: {rows[1][1] / rows[0][1]:.2f}x the time; {args.jobs} jobs: {one / many:.2f}x faster than 1")
 
