@@ -20,6 +20,7 @@ import pytest
 import torch
 
 import course_lib.grading as grading
+import course_lib.grading.remote  # noqa: F401 - grading.remote.StudentModule
 from conftest import ROOT
 
 from course_lib.grading import BlockCase, MaskCase, SECase
@@ -247,3 +248,79 @@ def test_cases_cover_passes_and_failures(sides):
         outcomes.setdefault(check, set()).add(_outcome(check, *_arguments(local, names, (kwargs or [{}])[0]))[0])
     assert {c: o for c, o in outcomes.items() if o != {"passed", "CheckFailure"}} == {
         "check_bottleneck": {"passed"}, "check_inception": {"passed"}, "check_segmentation_model": {"CheckFailure"}}
+
+
+# --------------------------------------------------------------------------------------------- the layer itself
+def test_gradients_and_running_statistics_match_a_direct_module(sides):
+    """Backward through a remote module gives the input's and every parameter's gradient; a forward in
+    train mode updates the running statistics once, as a local module does."""
+    local, remote = sides
+    torch.manual_seed(0)
+    mine = local["BasicBlock"](4, 8, stride=2).double()
+    theirs = remote["BasicBlock"](4, 8, stride=2).double()
+    theirs.load_state_dict(mine.state_dict())
+    x = torch.randn(2, 4, 6, 6, dtype=torch.float64)
+    grads = []
+    for block in (mine, theirs):
+        block.train()
+        xi = x.clone().requires_grad_(True)
+        out = block(xi)
+        (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).reshape(out.shape)).sum().backward()
+        grads.append([xi.grad] + [p.grad for p in block.parameters()])
+    for g_local, g_remote in zip(*grads):
+        torch.testing.assert_close(g_remote, g_local)
+    for (name, a), (_, b) in zip(mine.state_dict().items(), theirs.state_dict().items()):
+        torch.testing.assert_close(b, a, msg=name)  # running means, variances, num_batches_tracked = 1
+    assert int(theirs.state_dict()["bn1.num_batches_tracked"]) == 1
+
+
+def test_a_mirror_has_the_layers_and_types_of_the_module(sides):
+    local, remote = sides
+    torch.manual_seed(0)
+    mine, theirs = local["build_unet"](1, 3, 4, 2), remote["build_unet"](1, 3, 4, 2)
+    assert [n for n, _ in theirs.named_modules()] == [n for n, _ in mine.named_modules()]
+    for (_, a), (_, b) in zip(mine.named_modules(), theirs.named_modules()):
+        if type(a).__module__.startswith("torch.nn"):
+            assert type(b) is type(a)  # torch.nn layers are mirrored by their own class
+        else:
+            assert type(b).__name__ == type(a).__name__ and isinstance(b, grading.remote.StudentModule)
+    assert {k: v.shape for k, v in theirs.state_dict().items()} == {k: v.shape for k, v in mine.state_dict().items()}
+    assert isinstance(theirs, remote["UNet"]) and not isinstance(theirs, remote["Up"])
+    ups = [m for m in theirs.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert [(m.kernel_size, m.stride) for m in ups] == [((2, 2), (2, 2))] * 2
+    copy_ = __import__("copy").deepcopy(theirs).train()
+    copy_(torch.randn(2, 1, 8, 8))  # updates the copy's running statistics only
+    assert not torch.equal(copy_.stem[1].running_mean, theirs.stem[1].running_mean)
+
+
+def test_descriptions_from_the_worker_are_checked():
+    from course_lib.grading import modules, wire
+    from course_lib.grading.remote import resolve_mirror
+
+    block = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3), torch.nn.BatchNorm2d(3))
+    block[1].weight = block[0].bias  # shared: one tensor, two places
+    description, _ = modules.describe(block)
+    back = modules.validate(wire.decode(json.loads(json.dumps(wire.encode(description))), grad=[]))
+    nodes = modules.rebuild(back, resolve_mirror)
+    assert nodes[1].bias is nodes[2].weight and type(nodes[1]) is torch.nn.Conv2d and nodes[1].stride == (1, 1)
+
+    import copy as _copy
+    d = wire.decode(wire.encode(description), grad=[])
+    for mutate in (lambda d: d["nodes"][1]["children"].append(["loop", 0]),       # back to the root
+                   lambda d: d["nodes"][1]["children"].append(["loop", 1]),       # a cycle
+                   lambda d: d["nodes"][1]["attrs"].update(secret=object()),      # not plain data
+                   lambda d: d["nodes"][1]["params"].append(["a.b", None]),       # a dotted name
+                   lambda d: d["nodes"][1].update(extra=1),
+                   lambda d: d["tensors"].append(torch.zeros(1)),                 # a tensor without a place
+                   lambda d: d["nodes"][1].update({"class": "os.system('x')"})):
+        bad = _copy.deepcopy(d)
+        mutate(bad)
+        with pytest.raises(modules.ModuleError):
+            modules.validate(bad)
+    assert resolve_mirror("torch.nn.modules.conv.Conv2d") is torch.nn.Conv2d
+    for spoof in ("__main__.Conv2d", "torch.nn.modules.linear.Conv2d", "torch.nn.modules.conv.F"):
+        assert issubclass(resolve_mirror(spoof), grading.remote.StudentModule)
+    # an attribute may not hide a method of the class in the mirror
+    d2 = _copy.deepcopy(d)
+    d2["nodes"][1]["attrs"]["parameters"] = 0
+    assert callable(modules.rebuild(modules.validate(d2), resolve_mirror)[1].parameters)

@@ -3,9 +3,13 @@
 For every submitted notebook, the student's code cells (never the test cells) run in a
 :class:`~course_lib.grading.sandbox.Sandbox`. The test cells, taken from the instructor's source
 notebook (hidden tests included, which therefore never enter the sandbox), run here, in the
-grader's own interpreter, with the assignment's set-up cell and :class:`RemoteFunction` proxies in
-place of the student's functions: each call is sent to the worker as plain data, with a timeout,
-and its result comes back as exact types. The ``course_lib.grading`` checks run unchanged.
+grader's own interpreter, with the assignment's set-up cell and :class:`RemoteFunction` /
+:class:`~course_lib.grading.remote.RemoteClass` proxies in place of the student's functions and
+classes: each call is sent to the worker as plain data, with a timeout, and its result comes back
+as exact types; a module the student's code makes stays in the worker and the checks get a mirror
+of it (:mod:`course_lib.grading.remote`). The ``course_lib.grading`` checks run unchanged. The test
+cells run in a private copy of the regular files handed in (a weights file that a test reads, with
+``weights_only=True``).
 
 Each test cell's outputs (printed text, or the error that failed it) are saved as JSON per student
 and notebook; nbgrader's autograde then puts them in the notebook instead of executing it

@@ -5,12 +5,22 @@
 It executes the student's code cells, and only those (the test cells stay with the grader), in a plain
 Python interpreter: no IPython, so no input or AST transformers, magics or ``get_ipython`` hooks.
 Lines starting with ``%`` or ``!`` (IPython magics and shell escapes) are commented out. Then it
-answers calls of the functions the cells defined::
+answers calls of the functions and classes the cells defined::
 
     -> {"cells": ["source", ...]}
-    <- {"ready": true, "functions": ["conv2d", ...], "errors": ["cell 3: ValueError: ...", ...]}
-    -> {"call": "conv2d", "args": [...], "kwargs": {...}, "forbidden": ["torch.nn.functional.conv2d"]}
-    <- {"value": ...} | {"raised": "ValueError", "message": "...", ...}   (plus the call's "stdout"/"stderr")
+    <- {"ready": true, "functions": ["conv2d", ...], "classes": ["BasicBlock", ...], "errors": ["cell 3: ..."]}
+    -> {"call": "conv2d", "args": [...], "kwargs": {...}, "forbidden": ["torch.nn.functional.conv2d"],
+        "grad": false, "rng": <torch RNG state>, "sync": [[handle, changes], ...], "release": [handle, ...],
+        "uploads": [module description, ...], "optimizers": [optimizer state, ...]}
+    <- {"value": ...} | {"raised": "ValueError", "message": "...", ...}
+       (plus "sync", "uploads", "optimizers", "rng", the call's "stdout"/"stderr", and for a call with
+       gradients "graph", "graph_args", "graph_params")
+
+Instead of ``"call"`` a request may name ``"module": [handle, node]`` (a module's forward, with
+``"record"``: the layers whose inputs and outputs to report for the grader's forward hooks),
+``"deepcopy": handle`` or ``"vjp": graph`` (the gradients for a kept graph, ``"grads"``). A module
+in a reply stays here behind a new handle (:class:`Objects`); the grader mirrors it
+(:mod:`course_lib.grading.remote`). Both sides send the tensors that changed, so the copies agree.
 
 Values are encoded by :mod:`course_lib.grading.wire` (never pickle). The protocol uses private
 duplicates of stdin and stdout; the student's own output (file descriptors 1 and 2) goes to
