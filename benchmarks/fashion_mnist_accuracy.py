@@ -4,8 +4,9 @@
     python benchmarks/fashion_mnist_accuracy.py --model best    # target: >= 93 %
 
 ``small`` is ``fashion_cnn_small`` (2 stages, 1 conv each), Adam + one-cycle schedule, 3 epochs.
-``best`` is ``FashionCNN(widths=(32, 64), convs_per_stage=2)`` with random crop/flip augmentation,
-AdamW + one-cycle, 6 epochs.
+``best`` is chapter 4's final model, ``fashion_cnn_best`` (two convs per stage), with random crop/flip augmentation,
+label smoothing 0.1, AdamW + one-cycle, 10 epochs (6 epochs gave 92.2 %). Its accuracy is also
+printed with horizontal-flip test-time augmentation (the mean of the softmax over both views).
 
 Prints the test accuracy, the wall-clock training time, the process CPU time and the load average:
 on a shared machine the wall time is pessimistic; CPU time / threads estimates the time on idle cores.
@@ -20,14 +21,14 @@ import torch
 
 from course_lib.augment import random_crop_flip
 from course_lib.data import load_fashion_mnist
-from course_lib.models.fashion_cnn import FashionCNN, fashion_cnn_small
-from course_lib.train import evaluate, fit
+from course_lib.models.fashion_cnn import fashion_cnn_best, fashion_cnn_small
+from course_lib.train import evaluate, fit, predict
 
 CONFIGS = {
     "small": dict(build=lambda: fashion_cnn_small(), epochs=3, lr=3e-3, weight_decay=0.0, augment=False,
-                  target=0.90, budget_s=60),
-    "best": dict(build=lambda: FashionCNN(widths=(32, 64), convs_per_stage=2, dropout=0.3), epochs=6, lr=3e-3,
-                 weight_decay=5e-4, augment=True, target=0.93, budget_s=None),
+                  label_smoothing=0.0, target=0.90, budget_s=60),
+    "best": dict(build=lambda: fashion_cnn_best(), epochs=10, lr=3e-3,
+                 weight_decay=5e-4, augment=True, label_smoothing=0.1, target=0.93, budget_s=None),
 }
 
 
@@ -53,13 +54,17 @@ def main() -> int:
     wall, cpu = time.perf_counter(), time.process_time()
     fit(model, train, epochs=epochs, batch_size=args.batch_size, optimizer=optimizer, scheduler=scheduler,
         scheduler_interval="batch", augment=random_crop_flip if config["augment"] else None,
+        loss_fn=torch.nn.CrossEntropyLoss(label_smoothing=config["label_smoothing"]),
         device=args.device, seed=args.seed)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     _, accuracy = evaluate(model, test)
+    probabilities = predict(model, test[0]).softmax(1) + predict(model, test[0].flip(-1)).softmax(1)
+    tta_accuracy = (probabilities.argmax(1) == test[1]).double().mean().item()
     load_after = os.getloadavg()
     print(f"model={args.model} epochs={epochs} threads={args.threads} device={args.device} "
           f"params={sum(p.numel() for p in model.parameters())}")
     print(f"test accuracy {accuracy:.4f} (target {config['target']:.2f}: {'met' if accuracy >= config['target'] else 'NOT met'})")
+    print(f"with flip test-time augmentation: {tta_accuracy:.4f}")
     budget = "" if config["budget_s"] is None else f"; budget {config['budget_s']} s"
     print(f"training wall time {wall:.1f} s, process CPU time {cpu:.1f} s "
           f"(≈ {cpu / args.threads:.1f} s on {args.threads} idle cores){budget}")

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from course_lib.memory import CheckpointedSequential, saved_tensor_bytes
-from course_lib.models.fashion_cnn import FashionCNN, fashion_cnn_large, fashion_cnn_small
+from course_lib.models.fashion_cnn import FashionCNN, fashion_cnn_best, fashion_cnn_large, fashion_cnn_small
 from course_lib.transfer import FrozenBatchNormModel, count_trainable, replace_head, set_trainable
 
 
@@ -41,12 +41,12 @@ def test_checkpointing_gives_the_same_gradients_with_less_memory():
     assert plain_bytes == 13 * one
 
 
-@pytest.mark.parametrize("builder, params", [(fashion_cnn_small, None), (fashion_cnn_large, None)])
-def test_fashion_cnn_shapes_and_parameter_count(builder, params):
+@pytest.mark.parametrize("builder, widths, per", [(fashion_cnn_small, (32, 64), 1), (fashion_cnn_best, (32, 64), 2),
+                                                  (fashion_cnn_large, (64, 128), 2)])
+def test_fashion_cnn_shapes_and_parameter_count(builder, widths, per):
     model = builder()
     assert model(torch.randn(2, 1, 28, 28)).shape == (2, 10)
     # count by the formulas: conv k*k*C_in*C_out (no bias), BN 2*C, linear (in+1)*out
-    widths, per = ((32, 64), 1) if builder is fashion_cnn_small else ((64, 128), 2)
     expected, c = 0, 1
     for w in widths:
         for _ in range(per):

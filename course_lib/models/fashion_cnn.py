@@ -53,6 +53,13 @@ def fashion_cnn_small(num_classes: int = 10, **kwargs) -> FashionCNN:
     return FashionCNN(num_classes, widths=(32, 64), convs_per_stage=1, **kwargs)
 
 
+def fashion_cnn_best(num_classes: int = 10, **kwargs) -> FashionCNN:
+    """Chapter 4's final model: 2 stages (32, 64), two convs each, dropout 0.3 (96 554 parameters
+    for 10 classes); trained with augmentation and label smoothing it passes 93 % on Fashion-MNIST."""
+    kwargs.setdefault("dropout", 0.3)
+    return FashionCNN(num_classes, widths=(32, 64), convs_per_stage=2, **kwargs)
+
+
 def fashion_cnn_large(num_classes: int = 10, **kwargs) -> FashionCNN:
-    """The chapter's best model: 2 stages (64, 128), two convs each (VGG-like)."""
+    """A wider VGG-like variant: 2 stages (64, 128), two convs each."""
     return FashionCNN(num_classes, widths=(64, 128), convs_per_stage=2, **kwargs)
