@@ -9,6 +9,7 @@ raise the same exception with the same message. All cases share one worker, so t
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import json
 import re
@@ -288,9 +289,9 @@ def test_a_mirror_has_the_layers_and_types_of_the_module(sides):
     assert isinstance(theirs, remote["UNet"]) and not isinstance(theirs, remote["Up"])
     ups = [m for m in theirs.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
     assert [(m.kernel_size, m.stride) for m in ups] == [((2, 2), (2, 2))] * 2
-    copy_ = __import__("copy").deepcopy(theirs).train()
-    copy_(torch.randn(2, 1, 8, 8))  # updates the copy's running statistics only
-    assert not torch.equal(copy_.stem[1].running_mean, theirs.stem[1].running_mean)
+    twin = copy.deepcopy(theirs).train()
+    twin(torch.randn(2, 1, 8, 8))  # updates the copy's running statistics only
+    assert not torch.equal(twin.stem[1].running_mean, theirs.stem[1].running_mean)
 
 
 def test_descriptions_from_the_worker_are_checked():
@@ -304,7 +305,6 @@ def test_descriptions_from_the_worker_are_checked():
     nodes = modules.rebuild(back, resolve_mirror)
     assert nodes[1].bias is nodes[2].weight and type(nodes[1]) is torch.nn.Conv2d and nodes[1].stride == (1, 1)
 
-    import copy as _copy
     d = wire.decode(wire.encode(description), grad=[])
     for mutate in (lambda d: d["nodes"][1]["children"].append(["loop", 0]),       # back to the root
                    lambda d: d["nodes"][1]["children"].append(["loop", 1]),       # a cycle
@@ -313,7 +313,7 @@ def test_descriptions_from_the_worker_are_checked():
                    lambda d: d["nodes"][1].update(extra=1),
                    lambda d: d["tensors"].append(torch.zeros(1)),                 # a tensor without a place
                    lambda d: d["nodes"][1].update({"class": "os.system('x')"})):
-        bad = _copy.deepcopy(d)
+        bad = copy.deepcopy(d)
         mutate(bad)
         with pytest.raises(modules.ModuleError):
             modules.validate(bad)
@@ -321,6 +321,6 @@ def test_descriptions_from_the_worker_are_checked():
     for spoof in ("__main__.Conv2d", "torch.nn.modules.linear.Conv2d", "torch.nn.modules.conv.F"):
         assert issubclass(resolve_mirror(spoof), grading.remote.StudentModule)
     # an attribute may not hide a method of the class in the mirror
-    d2 = _copy.deepcopy(d)
+    d2 = copy.deepcopy(d)
     d2["nodes"][1]["attrs"]["parameters"] = 0
     assert callable(modules.rebuild(modules.validate(d2), resolve_mirror)[1].parameters)

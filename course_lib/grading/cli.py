@@ -256,7 +256,7 @@ def _main(argv: list[str] | None) -> int:
     grade.add_argument("--submissions", type=Path, help="first copy FOLDER/STUDENT.ipynb or FOLDER/STUDENT/*.ipynb in")
     mode = grade.add_mutually_exclusive_group()
     mode.add_argument("--sandbox", dest="sandbox", action="store_true", default=None,
-                      help="always sandbox (an error where the assignment's tests need more than functions); "
+                      help="always sandbox (an error where the tests use something with no proxy: sandbox_grade.unsupported); "
                            "default: sandbox whenever the assignment allows it")
     mode.add_argument("--no-sandbox", dest="sandbox", action="store_false",
                       help="UNSAFE: let stock nbgrader run each notebook with its tests in one kernel")

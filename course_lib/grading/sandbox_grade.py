@@ -33,8 +33,6 @@ import traceback
 from dataclasses import replace
 from pathlib import Path
 
-from course_lib.grading import wire
-from course_lib.grading.compare import forbidden_now
 from course_lib.grading.sandbox import Limits, Sandbox, SandboxError, missing_protections
 
 OUTPUT_CAP = 100_000  # characters of a test cell's printed output kept
