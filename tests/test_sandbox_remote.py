@@ -112,6 +112,8 @@ VARIANTS = [
             ("groups=in_channels, ", "")),
     variant("a2_architectures:network", {"build_model": "build_plain_model", "train_and_save": "unused"},
             ("BasicBlock(32, 64, stride=2)", "nn.Conv2d(32, 64, 3, 2, 1)")),
+    variant("a2_architectures:network", {"build_model": "build_subclassed_model", "train_and_save": "unused"},
+            ("BasicBlock(32, 64, stride=2)", "DownBlock(32, 64, stride=2)")) + "\nclass DownBlock(BasicBlock):\n    pass\n",
     variant("a4_attention_segmentation:squeeze_excitation", {"SqueezeExcitation": "ReluGate"},
             ("torch.sigmoid(self.fc2", "torch.relu(self.fc2")),
     variant("a4_attention_segmentation:unet", {"build_unet": "build_unet_upsample", "Up": "UpResize",
@@ -157,6 +159,8 @@ CASES = [
     ("check_depthwise_separable", ("SeparableNoGroups",)),
     ("check_model_file", ("build_model", "WEIGHTS_A2"), {"contains": "BasicBlock"}),
     ("check_model_file", ("build_plain_model", "WEIGHTS_PLAIN"), {"contains": "BasicBlock"}),
+    ("check_model_file", ("build_subclassed_model", "WEIGHTS_A2"), {"contains": "BasicBlock"}),
+    ("check_model_file", ("build_model", "WEIGHTS_A2"), {"contains": "Bottleneck"}),
     ("check_model_file", ("build_model", "WEIGHTS_MISSING")),
     # assignment 4
     ("check_squeeze_excitation", ("SqueezeExcitation",), {"cases": [SECase("1x1 map", (4, 3, 1, 1), 1, seed=10)]}),
@@ -318,6 +322,10 @@ def test_descriptions_from_the_worker_are_checked():
         with pytest.raises(modules.ModuleError):
             modules.validate(bad)
     assert resolve_mirror("torch.nn.modules.conv.Conv2d") is torch.nn.Conv2d
+    d["nodes"][1]["bases"].append(7)
+    with pytest.raises(modules.ModuleError):
+        modules.validate(d)
+    d["nodes"][1]["bases"].pop()
     for spoof in ("__main__.Conv2d", "torch.nn.modules.linear.Conv2d", "torch.nn.modules.conv.F"):
         assert issubclass(resolve_mirror(spoof), grading.remote.StudentModule)
     # an attribute may not hide a method of the class in the mirror

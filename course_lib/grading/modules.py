@@ -75,7 +75,8 @@ def describe(module: nn.Module) -> tuple[dict, list[nn.Module]]:
             raise ModuleError(f"a module with more than {MAX_NODES} layers cannot cross the sandbox")
         i = index[id(m)] = len(nodes)
         nodes.append(m)
-        node: dict = {"class": class_name(type(m))}
+        node: dict = {"class": class_name(type(m)),  # and the classes it derives from, but nn.Module's own
+                      "bases": [class_name(c) for c in type(m).__mro__[1:] if c not in nn.Module.__mro__][:16]}
         out.append(node)
         attrs = {k: v for k, v in vars(m).items() if k not in _INTERNAL and not k.startswith("__")
                  and ATTR.match(k) and plain(v)}
@@ -116,10 +117,14 @@ def validate(description) -> dict:
         bad("nodes or tensors")
     used, parents = set(), {i: [] for i in range(len(nodes))}
     for n, node in enumerate(nodes):
-        if type(node) is not dict or set(node) != {"class", "attrs", "training", "params", "buffers", "children"}:
+        if type(node) is not dict or set(node) != {"class", "bases", "attrs", "training", "params", "buffers",
+                                                   "children"}:
             bad(f"node {n}")
         if type(node["class"]) is not str or not CLASS.match(node["class"]) or type(node["training"]) is not bool:
             bad(f"node {n}: class")
+        if type(node["bases"]) is not list or len(node["bases"]) > 16 or not all(
+                type(b) is str and CLASS.match(b) for b in node["bases"]):
+            bad(f"node {n}: bases")
         attrs = node["attrs"]
         if type(attrs) is not dict or len(attrs) > MAX_ATTRS or not all(
                 type(k) is str and ATTR.match(k) and k not in _INTERNAL and not k.startswith("__") and plain(v)
@@ -165,7 +170,7 @@ def validate(description) -> dict:
 
 
 def rebuild(description: dict, resolve) -> list[nn.Module]:
-    """The nodes of a new module made from a validated description; ``resolve(class name) -> class``.
+    """The nodes of a new module made from a validated description; ``resolve(class name, bases) -> class``.
 
     No ``__init__`` runs: each node is ``cls.__new__(cls)`` with ``nn.Module``'s own set-up, the
     plain attributes, the tensors (parameters as ``nn.Parameter``, shared where they were shared)
@@ -173,7 +178,7 @@ def rebuild(description: dict, resolve) -> list[nn.Module]:
     """
     nodes: list[nn.Module] = []
     for node in description["nodes"]:
-        cls = resolve(node["class"])
+        cls = resolve(node["class"], tuple(node["bases"]))
         m = cls.__new__(cls)
         nn.Module.__init__(m)
         # an attribute may not hide what the class defines (a method, a property): `self.parameters = ()`

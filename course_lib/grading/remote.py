@@ -43,25 +43,29 @@ class StudentModule(nn.Module):
     """The mirror of a layer of the student's own class: its tensors and sub-layers, no code."""
 
     __student_class__ = "__main__.StudentModule"
+    __student_bases__: tuple[str, ...] = ()
 
     def extra_repr(self) -> str:
         return f"student class {self.__student_class__}, runs in the sandbox"
 
 
-_MIRROR_CLASSES: dict[str, type] = {}
+_MIRROR_CLASSES: dict[tuple, type] = {}
 
 
-def resolve_mirror(name: str) -> type:
-    """``torch.nn`` classes by name (only if the name is exactly theirs); anything else a :class:`StudentModule`."""
+def resolve_mirror(name: str, bases: tuple[str, ...] = ()) -> type:
+    """``torch.nn`` classes by name (only if the name is exactly theirs); anything else a :class:`StudentModule`
+    that remembers the names of the classes it derives from (for ``isinstance`` with a :class:`RemoteClass`)."""
     if name.startswith("torch.nn.modules."):
         cls = getattr(nn, name.rsplit(".", 1)[1], None)
         if isinstance(cls, type) and issubclass(cls, nn.Module) and class_name(cls) == name:
             return cls
-    if name not in _MIRROR_CLASSES:
+    key = (name, tuple(bases))
+    if key not in _MIRROR_CLASSES:
         short = name.rsplit(".", 1)[-1]
         short = short if SAFE_NAME.match(short) else "StudentModule"
-        _MIRROR_CLASSES[name] = type(short, (StudentModule,), {"__student_class__": name, "__module__": "student"})
-    return _MIRROR_CLASSES[name]
+        _MIRROR_CLASSES[key] = type(short, (StudentModule,), {"__student_class__": name, "__module__": "student",
+                                                               "__student_bases__": tuple(bases)})
+    return _MIRROR_CLASSES[key]
 
 
 class RemoteClass:
@@ -75,8 +79,9 @@ class RemoteClass:
 
     def __instancecheck__(self, obj) -> bool:
         info = getattr(obj, "__dict__", {}).get("_remote")
-        return (isinstance(obj, StudentModule) and type(obj).__student_class__ == f"__main__.{self.__name__}"
-                and info is not None and info[0].remote is self.remote)
+        name = f"__main__.{self.__name__}"
+        return (isinstance(obj, StudentModule) and info is not None and info[0].remote is self.remote
+                and (type(obj).__student_class__ == name or name in type(obj).__student_bases__))
 
     def __repr__(self):
         return f"<student class {self.__name__}>"

@@ -178,7 +178,7 @@ class Objects:
         return [None if g is None else g.detach() for g in got]
 
 
-def _trusted_class(name: str):
+def _trusted_class(name: str, bases: tuple = ()):
     """The grader's own modules are rebuilt from torch.nn and course_lib classes only."""
     import importlib
 
