@@ -6,6 +6,8 @@ touches a real gradebook.
 """
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import subprocess
 import sys
@@ -86,3 +88,27 @@ def gradebook_scores(course: Path, assignment: str, students) -> dict[str, dict[
             notebook = gb.find_submission_notebook(assignment, assignment, student)
             scores[student] = {g.name: g.auto_score for g in notebook.grades}
     return scores
+
+
+def assert_exact_scores(course: Path, assignment: str, expected: dict[str, dict[str, int]], manual: dict) -> None:
+    """Every student of the bank got exactly ``expected[student]`` per test cell, and the hand-graded
+    cells (``manual``) got no automatic score (0 where the student wrote nothing)."""
+    scores = gradebook_scores(course, assignment, expected)
+    assert set(scores) == set(expected), f"not graded: {set(expected) - set(scores)}"
+    for student, cells in expected.items():
+        got = {cell: scores[student][cell] for cell in cells}
+        assert got == cells, f"{student}: expected {cells}, got {got}"
+        for cell in manual:
+            auto = scores[student][cell]
+            assert auto == (0 if student == "blank" else None), f"{student}: written answer {cell} auto score {auto}"
+    assert sum(expected["blank"].values()) == 0, "a blank submission must score 0"
+
+
+def assert_feedback_shows(course: Path, assignment: str, messages: dict[str, str]) -> None:
+    """The autograded notebook of each student shows (in printed text or an error) the given message."""
+    for student, message in messages.items():
+        nb = json.loads((course / "autograded" / student / assignment / f"{assignment}.ipynb").read_text())
+        shown = "\n".join(str(o.get("text", "")) + str(o.get("evalue", "")) + "".join(o.get("traceback", []))
+                          for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", []))
+        shown = re.sub(r"\x1b\[[0-9;]*m", "", shown)  # traceback colours
+        assert message in shown, f"{student}: the graded notebook does not say {message!r}"

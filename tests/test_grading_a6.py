@@ -6,7 +6,6 @@ every assignment).
 """
 from __future__ import annotations
 
-import json
 import pickle
 import sys
 from pathlib import Path
@@ -17,7 +16,8 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent / "banks"))
 
-from grading_support import autograde, grade_id, gradebook_scores, graded_points, make_course, read_notebook  # noqa: E402
+from grading_support import (assert_exact_scores, assert_feedback_shows, autograde, grade_id, graded_points,
+                             make_course, read_notebook)  # noqa: E402
 
 import a6_rnn as bank  # noqa: E402
 from course_lib import rnn  # noqa: E402
@@ -246,20 +246,11 @@ def graded(tmp_path_factory) -> tuple[Path, dict]:
 @pytest.mark.slow
 def test_bank_gets_exactly_the_expected_scores(graded):
     course, _ = graded
-    scores = gradebook_scores(course, bank.ASSIGNMENT, bank.EXPECTED)
-    for student, expected in bank.EXPECTED.items():
-        got = {cell: scores[student][cell] for cell in bank.POINTS}
-        assert got == expected, f"{student}: expected {expected}, got {got}"
-        manual = scores[student]["long_memory_answer"]
-        assert manual == (0 if student == "blank" else None), f"{student}: written answer auto score {manual}"
-    assert sum(bank.EXPECTED["correct"].values()) == bank.FULL and sum(bank.EXPECTED["blank"].values()) == 0
+    assert_exact_scores(course, bank.ASSIGNMENT, bank.EXPECTED, bank.MANUAL)
+    assert sum(bank.EXPECTED["correct"].values()) == bank.FULL
 
 
 @pytest.mark.slow
 def test_failures_explain_themselves(graded):
     course, _ = graded
-    for student, message in bank.FEEDBACK_MESSAGES.items():
-        nb = json.loads((course / "autograded" / student / bank.ASSIGNMENT / f"{bank.ASSIGNMENT}.ipynb").read_text())
-        shown = "".join(str(o.get("text", "")) + str(o.get("evalue", "")) + "".join(o.get("traceback", []))
-                        for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", []))
-        assert message in shown, f"{student}: the graded notebook does not say {message!r}"
+    assert_feedback_shows(course, bank.ASSIGNMENT, bank.FEEDBACK_MESSAGES)
