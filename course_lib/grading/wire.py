@@ -1,7 +1,8 @@
 """Plain-data encoding of the values exchanged with a sandboxed student worker (never pickle).
 
 A value crosses the sandbox boundary as JSON: ``None``, ``bool``, ``int``, ``float``, ``str``,
-lists, tuples (``{"__tuple__": [...]}``), dicts with string keys (``{"__dict__": [[k, v], ...]}``),
+lists, tuples (``{"__tuple__": [...]}``), dicts with string keys (``{"__dict__": [[k, v], ...]}``;
+an ``OrderedDict``, e.g. a state_dict from ``torch.load``, crosses as a plain dict),
 torch dtypes (``{"__dtype__": "float32"}``) and CPU tensors as their raw bytes
 (``{"__tensor__": {"dtype", "shape", "data": base64}}``). Decoding builds only those exact types, so
 an object whose ``__eq__`` always says ``True``, a tensor subclass or anything that runs code when
@@ -10,6 +11,7 @@ it is read back cannot reach the grader: it fails to encode, and the test that a
 from __future__ import annotations
 
 import base64
+import collections
 import math
 
 import torch
@@ -46,7 +48,7 @@ def encode(value, depth: int = 0, hook=None):
         return items if kind is list else {"__tuple__": items}
     if kind is torch.Size:
         return {"__tuple__": [int(v) for v in value]}
-    if kind is dict:
+    if kind is dict or kind is collections.OrderedDict:  # exact types: no overridden items()
         if not all(type(k) is str for k in value):
             raise WireError("dict keys must be str")
         return {"__dict__": [[k, encode(v, depth + 1, hook)] for k, v in value.items()]}
