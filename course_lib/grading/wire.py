@@ -3,8 +3,9 @@
 A value crosses the sandbox boundary as JSON: ``None``, ``bool``, ``int``, ``float``, ``str``,
 lists, tuples (``{"__tuple__": [...]}``), dicts with string keys (``{"__dict__": [[k, v], ...]}``;
 an ``OrderedDict``, e.g. a state_dict from ``torch.load``, crosses as a plain dict),
-torch dtypes (``{"__dtype__": "float32"}``) and CPU tensors as their raw bytes
-(``{"__tensor__": {"dtype", "shape", "data": base64}}``). Decoding builds only those exact types, so
+torch dtypes (``{"__dtype__": "float32"}``), CPU tensors as their raw bytes
+(``{"__tensor__": {"dtype", "shape", "data": base64}}``) and CPU ``torch.Generator`` s as their state
+(``{"__generator__": <tensor body>}``; a copy: draws on the other side do not advance the sender's). Decoding builds only those exact types, so
 an object whose ``__eq__`` always says ``True``, a tensor subclass or anything that runs code when
 it is read back cannot reach the grader: it fails to encode, and the test that asked for it fails.
 """
@@ -59,6 +60,10 @@ def encode(value, depth: int = 0, hook=None):
         return {"__dtype__": name}
     if kind in (torch.Tensor, torch.nn.Parameter):
         return _encode_tensor(value)
+    if kind is torch.Generator:
+        if value.device.type != "cpu":
+            raise WireError(f"a generator on {value.device} cannot cross the sandbox (only CPU generators)")
+        return {"__generator__": _encode_tensor(value.get_state())["__tensor__"]}
     module = getattr(kind, "__module__", "")
     if module == "numpy" and hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
         return encode(value.item(), depth)  # a NumPy scalar (np.int64 from a formula) as int/float/bool
@@ -120,6 +125,16 @@ def decode(data, depth: int = 0, hook=None, grad=None):
             t.requires_grad_(True)
             grad.append(t)
         return t
+    if tag == "__generator__" and type(body) is dict:
+        state = _decode_tensor(body)
+        if state.dtype != torch.uint8 or state.dim() != 1 or body.get("requires_grad") is not None:
+            raise WireError("malformed generator state")
+        generator = torch.Generator()
+        try:
+            generator.set_state(state)
+        except (RuntimeError, ValueError) as err:
+            raise WireError(f"malformed generator state: {str(err)[:80]}") from None
+        return generator
     if hook is not None and type(tag) is str and tag.startswith("__remote_"):
         return hook(tag, body)
     raise WireError(f"malformed value tagged {str(tag)[:40]!r}")

@@ -1,0 +1,156 @@
+"""Assignment 3's plain-data checks give the same verdict on a student's code called directly and sandboxed.
+
+As in ``test_sandbox_remote.py``: the solution's cells and plausible wrong answers run in this
+interpreter and in one sandboxed worker; each check call must end the same way on both sides. The
+generator that ``check_random_crop_flip`` hands the student crosses as its state; a student who draws
+from the global generator instead fails the same way on both sides (the grader's global RNG state
+travels with every call and comes back). Assignment 3 as a whole is not sandbox-ready yet: its
+scheduler check gets an object back and its fine-tuning check needs a grader's module whose layers
+the student replaces (asserted below, so that it cannot switch to the sandbox by accident).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+import textwrap
+
+import pytest
+import torch
+
+import course_lib.grading as grading
+from conftest import ROOT
+
+from course_lib.grading.sandbox import Limits
+from course_lib.grading.sandbox_grade import Session, proxies, unsupported
+
+# an untrained network answers one class on noise: sklearn warns, the verdicts are still exact
+pytestmark = pytest.mark.filterwarnings("ignore:(A single label|y_pred contains classes):UserWarning")
+
+SOURCE = ROOT / "solutions" / "a3_training" / "a3_training.ipynb"
+
+
+def _solution(grade_id: str) -> str:
+    nb = json.loads(SOURCE.read_text(encoding="utf-8"))
+    return next("".join(c["source"]) for c in nb["cells"]
+                if c["metadata"].get("nbgrader", {}).get("grade_id") == grade_id)
+
+
+def variant(cell: str, renames: dict[str, str], old: str, new: str) -> str:
+    source = _solution(cell)
+    assert old in source, old
+    source = source.replace(old, new)
+    for a, b in renames.items():
+        source = re.sub(rf"\b{a}\b", b, source)
+    return source
+
+
+CODE = [
+    "import torch\nimport torch.nn.functional as F\nfrom torch import nn\n",
+    _solution("augment"), _solution("balance"),
+    variant("augment", {"random_crop_flip": "crop_flip_global_rng"}, "generator=generator", "generator=None"),
+    variant("augment", {"random_crop_flip": "crop_flip_vertical"}, "crop.flip(-1)", "crop.flip(-2)"),
+    variant("balance", {"class_weights": "weights_unnormalised", "sample_weights": "unused1", "balanced_accuracy": "unused2"},
+            "len(labels) / (num_classes * counts)", "1.0 / counts"),
+    variant("balance", {"balanced_accuracy": "plain_accuracy", "class_weights": "unused1", "sample_weights": "unused2"},
+            "recalls = [", "recalls = [(predictions == labels).double().mean()] or ["),
+    textwrap.dedent("""
+    def sample_weights_by_count(labels):  # proportional to n_c instead of 1 / n_c
+        return torch.bincount(labels).double()[labels]
+    def build_small():
+        from course_lib.models.fashion_cnn import fashion_cnn_small
+        return fashion_cnn_small(num_classes=5)
+    """),
+]
+
+CASES = [
+    ("check_random_crop_flip", ("random_crop_flip",), {}),
+    ("check_random_crop_flip", ("crop_flip_global_rng",), {}),
+    ("check_random_crop_flip", ("crop_flip_vertical",), {}),
+    ("check_class_weights", ("class_weights",), {}),
+    ("check_class_weights", ("weights_unnormalised",), {}),
+    ("check_sample_weights", ("sample_weights",), {"cases": [((1, 1, 2, 8), 6)]}),
+    ("check_sample_weights", ("sample_weights_by_count",), {}),
+    ("check_balanced_accuracy", ("balanced_accuracy",), {}),
+    ("check_balanced_accuracy", ("plain_accuracy",), {}),
+    ("check_model_balanced_accuracy", ("build_small",), {"min_score": 0.9}),
+    ("check_model_balanced_accuracy", ("build_small",), {"min_score": 0.9, "wrong_labels": True}),
+]
+
+WHERE = re.compile(r" \(<cell \d+>, line \d+\)")  # the sandbox says where in the notebook; direct calls do not
+
+
+def _outcome(check: str, args: tuple, kwargs: dict) -> tuple[str, str]:
+    out = io.StringIO()
+    torch.manual_seed(1234)  # the same global RNG state on both sides
+    try:
+        with contextlib.redirect_stdout(out):
+            getattr(grading, check)(*args, **kwargs)
+    except Exception as err:  # noqa: BLE001 - compared between the two runs
+        return type(err).__name__, WHERE.sub("", str(err))
+    return "passed", out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def sides(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("weights")
+    local: dict = {"__name__": "__main__"}
+    for number, cell in enumerate(CODE):
+        exec(compile(cell, f"<cell {number}>", "exec"), local)
+    torch.manual_seed(0)
+    model = local["build_small"]().eval()
+    torch.save(model.state_dict(), folder / "a3.pt")
+    images = torch.rand(30, 1, 28, 28, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        labels = model(images).argmax(1)  # balanced accuracy 1 on its own predictions
+    session = Session(folder, CODE, Limits(call_timeout=120), slot=6, budget=900)
+    session.ensure()
+    assert session.events == []
+    yield local, proxies(session), (str(folder / "a3.pt"), images, labels)
+    session.stop()
+
+
+def _call(side: dict, check: str, names, kwargs: dict, data) -> tuple[tuple, dict]:
+    args = tuple(side[n] for n in names)
+    if check == "check_model_balanced_accuracy":
+        path, images, labels = data
+        kwargs = dict(kwargs)
+        args += (path, images, (labels + 1) % 5 if kwargs.pop("wrong_labels", False) else labels)
+    return args, kwargs
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{c[0]}-{c[1][0]}-{i}" for i, c in enumerate(CASES)])
+def test_remote_outcome_equals_direct(sides, case):
+    check, names, kwargs = case
+    local, remote, data = sides
+    direct = _outcome(check, *_call(local, check, names, kwargs, data))
+    sandboxed = _outcome(check, *_call(remote, check, names, kwargs, data))
+    assert sandboxed == direct
+    assert direct[0] in ("passed", "CheckFailure")
+
+
+def test_cases_cover_passes_and_failures(sides):
+    local, _, data = sides
+    outcomes: dict[str, set] = {}
+    for check, names, kwargs in CASES:
+        outcomes.setdefault(check, set()).add(_outcome(check, *_call(local, check, names, kwargs, data))[0])
+    assert all(o == {"passed", "CheckFailure"} for o in outcomes.values()), outcomes
+
+
+def test_assignment_3_still_falls_back_until_every_check_is_ready():
+    assert unsupported(SOURCE) == ["check_finetune_setup is not known to be sandbox-ready",
+                                   "check_warmup_cosine is not known to be sandbox-ready"]
+
+
+def test_generators_cross_as_their_state():
+    from course_lib.grading import wire
+
+    g = torch.Generator().manual_seed(5)
+    torch.rand(7, generator=g)
+    back = wire.decode(json.loads(json.dumps(wire.encode(g))))
+    assert type(back) is torch.Generator and back is not g
+    assert torch.equal(torch.rand(4, generator=back), torch.rand(4, generator=g))
+    for bad in ({"dtype": "uint8", "shape": [3], "data": "AAAA"}, {"dtype": "float32", "shape": [1], "data": "AAAAAA=="}):
+        with pytest.raises(wire.WireError):
+            wire.decode({"__generator__": bad})
