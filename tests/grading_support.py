@@ -112,3 +112,27 @@ def assert_feedback_shows(course: Path, assignment: str, messages: dict[str, str
                           for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", []))
         shown = re.sub(r"\x1b\[[0-9;]*m", "", shown)  # traceback colours
         assert message in shown, f"{student}: the graded notebook does not say {message!r}"
+
+
+#: The sandbox says where in the notebook an error was raised; direct calls do not.
+WHERE = re.compile(r" \(<cell \d+>, line \d+\)")
+
+
+def check_outcome(check: str, args: tuple, kwargs: dict) -> tuple[str, str]:
+    """``("passed", printed)`` or ``(exception type, message)`` of ``course_lib.grading.<check>(*args, **kwargs)``,
+    from the same global torch RNG state every time: compared between direct and sandboxed calls."""
+    import contextlib
+    import io
+
+    import torch
+
+    import course_lib.grading as grading
+
+    out = io.StringIO()
+    torch.manual_seed(1234)  # the seeded checks seed themselves; the others must not depend on it
+    try:
+        with contextlib.redirect_stdout(out):
+            getattr(grading, check)(*args, **kwargs)
+    except Exception as err:  # noqa: BLE001 - compared between the two runs
+        return type(err).__name__, WHERE.sub("", str(err))
+    return "passed", re.sub(r"(?m)^Fashion-MNIST read from .*\n", "", out.getvalue())  # printed on first load only

@@ -8,9 +8,7 @@ raise the same exception with the same message. All cases share one worker, so t
 """
 from __future__ import annotations
 
-import contextlib
 import copy
-import io
 import json
 import re
 import tempfile
@@ -23,6 +21,7 @@ import torch
 import course_lib.grading as grading
 import course_lib.grading.remote  # noqa: F401 - grading.remote.StudentModule
 from conftest import ROOT
+from grading_support import check_outcome
 
 from course_lib.grading import BlockCase, MaskCase, SECase
 from course_lib.grading.sandbox import Limits
@@ -191,21 +190,6 @@ def _code() -> list[str]:
     return list(SOLUTIONS.values()) + VARIANTS + [textwrap.dedent(c) for c in STUDENT.values()]
 
 
-WHERE = re.compile(r" \(<cell \d+>, line \d+\)")  # the sandbox says where in the notebook; direct calls do not
-
-
-def _outcome(check: str, args: tuple, kwargs: dict) -> tuple[str, str]:
-    """``("passed", printed)`` or ``(exception type, message)`` of ``check(*args, **kwargs)``."""
-    out = io.StringIO()
-    torch.manual_seed(1234)  # the seeded checks seed themselves; the others must not depend on it
-    try:
-        with contextlib.redirect_stdout(out):
-            getattr(grading, check)(*args, **kwargs)
-    except Exception as err:  # noqa: BLE001 - compared between the two runs
-        return type(err).__name__, WHERE.sub("", str(err))
-    return "passed", re.sub(r"(?m)^Fashion-MNIST read from .*\n", "", out.getvalue())  # printed on first load only
-
-
 def _arguments(side: dict, names, kwargs: dict) -> tuple[tuple, dict]:
     args = tuple(side["files"][n] if n.startswith("WEIGHTS") else side[n] for n in names)
     return args, {k: side[v] if k == "contains" else v for k, v in kwargs.items()}
@@ -240,8 +224,8 @@ def sides(tmp_path_factory):
 def test_remote_outcome_equals_direct(sides, case):
     check, names, kwargs = (*case, {})[:3]
     local, remote = sides
-    direct = _outcome(check, *_arguments(local, names, kwargs))
-    sandboxed = _outcome(check, *_arguments(remote, names, kwargs))
+    direct = check_outcome(check, *_arguments(local, names, kwargs))
+    sandboxed = check_outcome(check, *_arguments(remote, names, kwargs))
     assert sandboxed == direct
     assert direct[0] in ("passed", "CheckFailure")  # a check's verdict, not a crash of the test
 
@@ -250,7 +234,7 @@ def test_cases_cover_passes_and_failures(sides):
     local, _ = sides
     outcomes = {}
     for check, names, *kwargs in CASES:
-        outcomes.setdefault(check, set()).add(_outcome(check, *_arguments(local, names, (kwargs or [{}])[0]))[0])
+        outcomes.setdefault(check, set()).add(check_outcome(check, *_arguments(local, names, (kwargs or [{}])[0]))[0])
     assert {c: o for c, o in outcomes.items() if o != {"passed", "CheckFailure"}} == {
         "check_bottleneck": {"passed"}, "check_inception": {"passed"}, "check_segmentation_model": {"CheckFailure"}}
 

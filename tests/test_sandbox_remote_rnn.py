@@ -9,8 +9,6 @@ its copy of the submission.
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import re
 import shutil
@@ -22,6 +20,7 @@ import torch
 
 import course_lib.grading as grading
 from conftest import ROOT
+from grading_support import check_outcome
 
 from course_lib.grading import RNN_FROM_SCRATCH, ClipCase
 from course_lib.grading.sandbox import Limits
@@ -107,19 +106,6 @@ CASES = [
     ("check_classifier_accuracy", ("config_lstm8", "weights_pickled"), {"threshold": 0.5}),
 ]
 
-WHERE = re.compile(r" \(<cell \d+>, line \d+\)")  # the sandbox says where in the notebook; direct calls do not
-
-
-def _outcome(check: str, args: tuple, kwargs: dict) -> tuple[str, str]:
-    out = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(out):
-            getattr(grading, check)(*args, **kwargs)
-    except Exception as err:  # noqa: BLE001 - compared between the two runs
-        return type(err).__name__, WHERE.sub("", str(err))
-    return "passed", out.getvalue()
-
-
 @pytest.fixture(scope="module")
 def sides(tmp_path_factory):
     """``(direct namespace, proxies, labels)``; the submission folder holds the student's weight files."""
@@ -151,8 +137,8 @@ def test_remote_outcome_equals_direct(sides, case, monkeypatch):
     if check == "check_classifier_accuracy":
         kwargs = {**kwargs, "images": IMAGES, "labels": labels}
     monkeypatch.chdir(folder)  # the direct call reads the weights where the worker's copy has them
-    direct = _outcome(check, tuple(local[n] for n in names), kwargs)
-    sandboxed = _outcome(check, tuple(remote[n] for n in names), kwargs)
+    direct = check_outcome(check, tuple(local[n] for n in names), kwargs)
+    sandboxed = check_outcome(check, tuple(remote[n] for n in names), kwargs)
     assert sandboxed == direct
     assert direct[0] in ("passed", "CheckFailure")
 
@@ -164,6 +150,6 @@ def test_cases_cover_passes_and_failures(sides, monkeypatch):
     for check, names, kwargs in CASES:
         if check == "check_classifier_accuracy":
             kwargs = {**kwargs, "images": IMAGES, "labels": labels}
-        outcomes.setdefault(check, set()).add(_outcome(check, tuple(local[n] for n in names), kwargs)[0])
+        outcomes.setdefault(check, set()).add(check_outcome(check, tuple(local[n] for n in names), kwargs)[0])
     assert all(o == {"passed", "CheckFailure"} for o in outcomes.values()), outcomes
     assert set(outcomes) == {n for n in grading.sandbox_grade.SANDBOX_READY_CHECKS if n in dir(grading.rnn_checks)}

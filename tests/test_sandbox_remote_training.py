@@ -10,8 +10,6 @@ the student replaces (asserted below, so that it cannot switch to the sandbox by
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import re
 import textwrap
@@ -21,6 +19,7 @@ import torch
 
 import course_lib.grading as grading
 from conftest import ROOT
+from grading_support import check_outcome
 
 from course_lib.grading.sandbox import Limits
 from course_lib.grading.sandbox_grade import Session, proxies, unsupported
@@ -78,20 +77,6 @@ CASES = [
     ("check_model_balanced_accuracy", ("build_small",), {"min_score": 0.9, "wrong_labels": True}),
 ]
 
-WHERE = re.compile(r" \(<cell \d+>, line \d+\)")  # the sandbox says where in the notebook; direct calls do not
-
-
-def _outcome(check: str, args: tuple, kwargs: dict) -> tuple[str, str]:
-    out = io.StringIO()
-    torch.manual_seed(1234)  # the same global RNG state on both sides
-    try:
-        with contextlib.redirect_stdout(out):
-            getattr(grading, check)(*args, **kwargs)
-    except Exception as err:  # noqa: BLE001 - compared between the two runs
-        return type(err).__name__, WHERE.sub("", str(err))
-    return "passed", out.getvalue()
-
-
 @pytest.fixture(scope="module")
 def sides(tmp_path_factory):
     folder = tmp_path_factory.mktemp("weights")
@@ -124,8 +109,8 @@ def _call(side: dict, check: str, names, kwargs: dict, data) -> tuple[tuple, dic
 def test_remote_outcome_equals_direct(sides, case):
     check, names, kwargs = case
     local, remote, data = sides
-    direct = _outcome(check, *_call(local, check, names, kwargs, data))
-    sandboxed = _outcome(check, *_call(remote, check, names, kwargs, data))
+    direct = check_outcome(check, *_call(local, check, names, kwargs, data))
+    sandboxed = check_outcome(check, *_call(remote, check, names, kwargs, data))
     assert sandboxed == direct
     assert direct[0] in ("passed", "CheckFailure")
 
@@ -134,7 +119,7 @@ def test_cases_cover_passes_and_failures(sides):
     local, _, data = sides
     outcomes: dict[str, set] = {}
     for check, names, kwargs in CASES:
-        outcomes.setdefault(check, set()).add(_outcome(check, *_call(local, check, names, kwargs, data))[0])
+        outcomes.setdefault(check, set()).add(check_outcome(check, *_call(local, check, names, kwargs, data))[0])
     assert all(o == {"passed", "CheckFailure"} for o in outcomes.values()), outcomes
 
 
