@@ -409,16 +409,12 @@ def check_test_accuracy(build_model: Callable, path: str | Path, min_accuracy: f
     ``min_accuracy``. Returns nothing: nbgrader would take a number left as a test cell's value for
     its (partial) score."""
     from course_lib.data import load_fashion_mnist
+    from course_lib.train import predict
 
     check = "check_test_accuracy"
     model = build_from_file(build_model, path, check, contains)
     images, labels = load_fashion_mnist("test")
-    correct = 0
-    with torch.no_grad():
-        for start in range(0, len(labels), 1000):
-            logits = model(images[start:start + 1000])
-            correct += int((logits.argmax(1) == labels[start:start + 1000]).sum())
-    accuracy = correct / len(labels)
+    accuracy = int((predict(model, images, batch_size=1000).argmax(1) == labels).sum()) / len(labels)
     if accuracy < min_accuracy:
         raise fail(check, "Fashion-MNIST test set", f"path={str(path)!r}, 10000 images",
                    f"test accuracy {accuracy:.2%} is below the required {min_accuracy:.0%}")
