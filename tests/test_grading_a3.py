@@ -13,6 +13,7 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -27,15 +28,33 @@ from course_lib import augment, imbalance, transfer  # noqa: E402
 from course_lib.grading import (CheckFailure, check_balanced_accuracy, check_class_weights,  # noqa: E402
                                 check_finetune_setup, check_model_balanced_accuracy, check_random_crop_flip,
                                 check_sample_weights, check_warmup_cosine)
+from course_lib.grading.training_checks import SCHEDULE_CASES  # noqa: E402
 from course_lib.models.fashion_cnn import fashion_cnn_small  # noqa: E402
 
+#: The hidden schedules of the notebook's test cell: a one-epoch warm-up, a long warm-up, 20 epochs.
+HIDDEN_SCHEDULES = ((0.05, 1, 6), (0.01, 4, 9), (3e-4, 2, 20))
 
-def _warmup_cosine(optimizer, warmup, total, t_max=None):
-    def factor(epoch):
-        if epoch < warmup:
-            return (epoch + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * (epoch - warmup) / (t_max or total - warmup)))
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+def _factor(epoch, warmup, total, t_max=None):
+    """The assignment's formula: (e + 1) / W during the warm-up, then 1/2 (1 + cos(pi (e - W) / (T - W)))."""
+    if epoch < warmup:
+        return (epoch + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * (epoch - warmup) / (t_max or total - warmup)))
+
+
+def _torch_factor(epoch, warmup, total):
+    """The factor read off torch's own schedulers, each phase on its own (not chained as the check's
+    reference is): ``LinearLR`` from 1/W to 1 in W - 1 steps, then ``CosineAnnealingLR`` over T - W."""
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = torch.optim.lr_scheduler
+    if epoch < warmup:
+        scheduler, steps = sched.LinearLR(optimizer, start_factor=1 / warmup, total_iters=warmup - 1), epoch
+    else:
+        scheduler, steps = sched.CosineAnnealingLR(optimizer, T_max=total - warmup), epoch - warmup
+    for _ in range(steps):
+        optimizer.step()
+        scheduler.step()
+    return optimizer.param_groups[0]["lr"]
 
 
 def _finetune(model, num_classes, freeze):
@@ -50,7 +69,8 @@ def test_checks_pass_the_course_library():
     check_class_weights(imbalance.class_weights)
     check_sample_weights(imbalance.balanced_sample_weights)
     check_balanced_accuracy(imbalance.balanced_accuracy)
-    check_warmup_cosine(_warmup_cosine)
+    check_warmup_cosine(_factor)
+    check_warmup_cosine(_torch_factor, cases=SCHEDULE_CASES + HIDDEN_SCHEDULES)
     check_finetune_setup(_finetune, lambda: fashion_cnn_small(num_classes=5))
 
 
@@ -66,14 +86,52 @@ def test_checks_pass_the_course_library():
     (check_random_crop_flip, lambda x, p, g: augment.random_crop_flip(x, p, generator=g).flip(-2),
      "is not a zero-padded crop of its input"),
     (check_balanced_accuracy, lambda p, l, k: float((p == l).double().mean()), r"\(that is the plain accuracy\)"),
-    (check_warmup_cosine, lambda o, w, t: _warmup_cosine(o, w, t, t_max=t),  # cosine over all epochs
-     "first at epoch 4: expected 0.0950484, got 0.0975528"),
-    (check_warmup_cosine, lambda o, w, t: torch.optim.lr_scheduler.CosineAnnealingLR(o, t),  # no warm-up
+    (check_warmup_cosine, lambda e, w, t: _factor(e, w, t, t_max=t),  # cosine over all epochs
+     r"6 of 10 epochs differ; first at epoch 4: expected 0.0950484, got 0.0975528 "
+     r"\(factor 0.950484 expected, 0.975528 returned\)"),
+    (check_warmup_cosine, lambda e, w, t: 0.5 * (1 + math.cos(math.pi * e / t)),  # no warm-up: CosineAnnealingLR's
      "first at epoch 0: expected 0.0333333, got 0.1"),
+    (check_warmup_cosine, lambda e, w, t: e / w if e < w else _factor(e, w, t),  # off by one: e / W
+     r"3 of 10 epochs differ; first at epoch 0: expected 0.0333333, got 0 \(factor 0.333333 expected, 0 returned\)"),
+    (check_warmup_cosine, lambda e, w, t: (e + 1) / w if e <= w else _factor(e, w, t),  # off by one: e <= W
+     "1 of 10 epochs differ; first at epoch 3: expected 0.1, got 0.133333"),
+    (check_warmup_cosine, lambda e, w, t: _factor(e + 1, w, t),  # off by one: 1-based epochs
+     "first at epoch 0: expected 0.0333333, got 0.0666667"),
+    (check_warmup_cosine, lambda e, w, t: torch.tensor([_factor(i, w, t) for i in range(t)]),  # every epoch at once
+     r"the factor at epoch 0 is a torch.float32 Tensor of shape \(10,\): expected one real number"),
+    (check_warmup_cosine, lambda e, w, t: None,  # computed, never returned
+     r"the factor at epoch 0 is None \(a missing return\?\)"),
+    (check_warmup_cosine, lambda e, w, t: e < w,  # a bool is not a number here
+     "the factor at epoch 0 is a bool: expected one real number"),
 ])
 def test_checks_catch_plausible_bugs(check, wrong, message):
     with pytest.raises(CheckFailure, match=message):
         check(wrong)
+
+
+@pytest.mark.parametrize("wrap", [torch.tensor, lambda v: torch.tensor([v], dtype=torch.float64), np.float32,
+                                  np.array, float])
+def test_schedule_check_takes_any_one_real_number(wrap):
+    check_warmup_cosine(lambda e, w, t: wrap(_factor(e, w, t)))
+
+
+def test_given_scheduler_is_lambdalr_over_the_factor():
+    """Part 5's scheduler (a locked cell of the notebook) over the solution's factor, stepped once per
+    epoch, gives torch's own rates: the factor is all a student writes."""
+    namespace = {"math": math, "torch": torch}
+    for cell in read_notebook(bank.SOLUTION)["cells"]:
+        if grade_id(cell) in ("schedule", "schedule_scheduler"):
+            exec(compile(cell["source"], grade_id(cell), "exec"), namespace)
+    for base, warmup, total in SCHEDULE_CASES + HIDDEN_SCHEDULES:
+        optimizer = torch.optim.Adam([nn.Parameter(torch.zeros(1))], lr=base)
+        scheduler = namespace["warmup_cosine"](optimizer, warmup, total)
+        rates = []
+        for _ in range(total):
+            rates.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            scheduler.step()
+        expected = [base * _torch_factor(e, warmup, total) for e in range(total)]
+        assert rates == pytest.approx(expected, rel=1e-9), (base, warmup, total)
 
 
 def test_finetune_check_catches_forgotten_freeze_and_lost_weights():
@@ -134,6 +192,9 @@ def test_release_hides_solutions_and_hidden_tests():
     assert answer[:60] not in text, "the release leaks the model answer"
     assert "min_score=0.90" in bank.SOLUTION.read_text(encoding="utf-8"), "the threshold must stay 90%"
     assert "fashion_cnn_clothes_0_4" in text, "the release must say which pretrained weights it uses"
+    given = next(c for c in read_notebook(bank.RELEASE)["cells"] if grade_id(c) == "schedule_scheduler")
+    assert given["metadata"]["nbgrader"]["locked"] and "LambdaLR(" in given["source"], \
+        "the release must give part 5's scheduler, LambdaLR over the student's factor, in a locked cell"
 
 
 @pytest.fixture(scope="module")

@@ -193,24 +193,53 @@ def _lrs(make, base_lr, warmup, total):
     return values
 
 
-def check_warmup_cosine(make_scheduler: Callable, cases=SCHEDULE_CASES) -> None:
-    """``make_scheduler(optimizer, warmup_epochs, total_epochs)`` returns a torch LR scheduler stepped
-    once per epoch; the learning rate of every epoch is compared with torch's ``LinearLR`` →
-    ``CosineAnnealingLR`` chain (:func:`reference_warmup_cosine`)."""
+def _real_number(value) -> float | None:
+    """``value`` as a float if it is one real number (int, float, a numpy scalar, a 0-d or 1-element
+    tensor or array, never a bool), else ``None``."""
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return float(value)
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and not (value.is_complex() or value.dtype == torch.bool):
+        return float(value)
+    if isinstance(value, np.ndarray) and value.size == 1 and value.dtype.kind in "iuf":
+        return float(value)
+    return None
+
+
+def check_warmup_cosine(factor: Callable, cases=SCHEDULE_CASES) -> None:
+    """``factor(epoch, warmup_epochs, total_epochs) -> float``: the multiplier of the base learning
+    rate at epoch ``e`` (0-based) — the ``lr_lambda`` of ``torch.optim.lr_scheduler.LambdaLR`` —
+
+    .. math::  f(e) = \\frac{e + 1}{W} \\ (e < W), \\qquad
+               f(e) = \\tfrac12 \\big(1 + \\cos(\\pi \\tfrac{e - W}{T - W})\\big) \\ (e \\ge W).
+
+    The factor is called with plain ints for every epoch ``0 .. T-1``; ``base_lr * factor`` is
+    compared with the rates of torch's ``LinearLR`` → ``CosineAnnealingLR`` chain
+    (:func:`reference_warmup_cosine`) stepped once per epoch.
+    """
     check = "check_warmup_cosine"
     for base, warmup, total in cases:
         case, params = f"warmup {warmup}, total {total}", f"base lr {base}, warmup_epochs={warmup}, total_epochs={total}"
         expected = _lrs(reference_warmup_cosine, base, warmup, total)
-        try:
-            got = _lrs(lambda o, w, t: call_student(check, case, params, (), make_scheduler, o, w, t), base, warmup, total)
-        except (AttributeError, TypeError) as err:
-            raise fail(check, case, params, f"the scheduler does not work as a torch LR scheduler: {err}") from None
+        got = []
+        for e in range(total):
+            value = call_student(check, case, params, (), factor, e, warmup, total)
+            number = _real_number(value)
+            if number is None:
+                what = (f"a {value.dtype} {type(value).__name__} of shape {tuple(value.shape)}"
+                        if isinstance(value, (torch.Tensor, np.ndarray))
+                        else "None (a missing return?)" if value is None else f"a {type(value).__name__}")
+                raise fail(check, case, params, f"the factor at epoch {e} is {what}: expected one real number "
+                           "(a Python float)")
+            got.append(base * number)
         bad = [e for e in range(total) if not math.isclose(got[e], expected[e], rel_tol=1e-6, abs_tol=1e-12)]
         if bad:
             e = bad[0]
-            raise fail(check, case, params, f"learning rates of {len(bad)} of {total} epochs differ; first at epoch {e}: "
-                       f"expected {expected[e]:.6g}, got {got[e]:.6g}\n  expected {[f'{v:.4g}' for v in expected]}\n"
-                       f"  got      {[f'{v:.4g}' for v in got]}")
+            raise fail(check, case, params, f"learning rates base_lr * factor of {len(bad)} of {total} epochs differ; "
+                       f"first at epoch {e}: expected {expected[e]:.6g}, got {got[e]:.6g} "
+                       f"(factor {expected[e] / base:.6g} expected, {got[e] / base:.6g} returned)\n"
+                       f"  expected {[f'{v:.4g}' for v in expected]}\n  got      {[f'{v:.4g}' for v in got]}")
     _passed(check, len(cases))
 
 

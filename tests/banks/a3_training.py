@@ -51,7 +51,7 @@ EXPECTED: dict[str, dict[str, int]] = {
     "sampler_not_inverted": without(POINTS, "test_sample_weights", "test_balance_hidden"),
     # "Balanced" accuracy computed as the plain accuracy.
     "plain_accuracy": without(POINTS, "test_balanced_accuracy", "test_balance_hidden"),
-    # The cosine runs over all epochs, (e - W) / T instead of (e - W) / (T - W): it never reaches 0.
+    # The factor's cosine runs over all epochs, (e - W) / T instead of (e - W) / (T - W): it never reaches 0.
     "cosine_over_all_epochs": without(POINTS, "test_schedule", "test_schedule_hidden"),
     # Replaces the head but never freezes the features, whatever `freeze` says.
     "forgot_freeze": without(POINTS, "test_finetune", "test_finetune_hidden"),
@@ -67,7 +67,8 @@ FEEDBACK_MESSAGES = {
     "augment_ignores_generator": "draw every random number from the generator argument",
     "sampler_not_inverted": "draws the classes with probabilities [0.8535, 0.1366, 0.0085, 0.0014], expected 0.2500 each",
     "plain_accuracy": "(that is the plain accuracy)",
-    "cosine_over_all_epochs": "first at epoch 4: expected 0.0950484, got 0.0975528",
+    "cosine_over_all_epochs": "learning rates base_lr * factor of 6 of 10 epochs differ; first at epoch 4: "
+                              "expected 0.0950484, got 0.0975528 (factor 0.950484 expected, 0.975528 returned)",
     "forgot_freeze": "only the new classifier may be trainable",
     "saved_before_training": "is below the required 90%; recall per class:",
     "pickled_model": "is not a plain state_dict: it cannot be read with torch.load(weights_only=True)",
