@@ -25,6 +25,19 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True)
+def float32_on_cuda(request):
+    """TF32 (on by default for cuDNN) rounds a GPU's products to 10 mantissa bits: a CUDA test that
+    compares with a float32 reference must compute in float32."""
+    if "cuda" not in request.keywords or not torch.cuda.is_available():
+        yield
+        return
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
 def chapter_notebooks() -> list[Path]:
     return sorted(CHAPTERS.glob("*.ipynb"))
 
