@@ -4,9 +4,8 @@ As in ``test_sandbox_remote.py``: the solution's cells and plausible wrong answe
 interpreter and in one sandboxed worker; each check call must end the same way on both sides. The
 generator that ``check_random_crop_flip`` hands the student crosses as its state; a student who draws
 from the global generator instead fails the same way on both sides (the grader's global RNG state
-travels with every call and comes back). Assignment 3 as a whole is not sandbox-ready yet: its
-scheduler check gets an object back and its fine-tuning check needs a grader's module whose layers
-the student replaces (asserted below, so that it cannot switch to the sandbox by accident).
+travels with every call and comes back). The fine-tuning check hands the student the grader's own
+network, whose head the student replaces: the new layers cross back (``modules.restructure``).
 """
 from __future__ import annotations
 
@@ -22,6 +21,7 @@ from conftest import ROOT
 from grading_support import check_outcome
 
 from course_lib.grading.sandbox import Limits
+from course_lib.models.fashion_cnn import fashion_cnn_large, fashion_cnn_small
 from course_lib.grading.sandbox_grade import Session, proxies, unsupported
 
 # an untrained network answers one class on noise: sklearn warns, the verdicts are still exact
@@ -46,8 +46,16 @@ def variant(cell: str, renames: dict[str, str], old: str, new: str) -> str:
 
 
 CODE = [
-    "import torch\nimport torch.nn.functional as F\nfrom torch import nn\n",
+    "import math\nimport torch\nimport torch.nn.functional as F\nfrom torch import nn\n",
     _solution("augment"), _solution("balance"),
+    _solution("schedule"), _solution("finetune"),
+    variant("schedule", {"warmup_cosine_factor": "cosine_over_all_epochs"},
+            "(epoch - warmup_epochs) / (total_epochs - warmup_epochs)", "(epoch - warmup_epochs) / total_epochs"),
+    variant("finetune", {"prepare_finetune": "finetune_forgot_freeze"}, "p.requires_grad = not freeze", "pass"),
+    variant("finetune", {"prepare_finetune": "finetune_fresh_network"}, "old = model.classifier[-1]",
+            "old = model.classifier[-1]\n    model.features[0][0].reset_parameters()"),
+    variant("finetune", {"prepare_finetune": "finetune_sequential_head"},
+            "nn.Linear(old.in_features, num_classes)", "nn.Sequential(nn.Dropout(0.1), nn.Linear(old.in_features, num_classes))"),
     variant("augment", {"random_crop_flip": "crop_flip_global_rng"}, "generator=generator", "generator=None"),
     variant("augment", {"random_crop_flip": "crop_flip_vertical"}, "crop.flip(-1)", "crop.flip(-2)"),
     variant("balance", {"class_weights": "weights_unnormalised", "sample_weights": "unused1", "balanced_accuracy": "unused2"},
@@ -73,6 +81,14 @@ CASES = [
     ("check_sample_weights", ("sample_weights_by_count",), {}),
     ("check_balanced_accuracy", ("balanced_accuracy",), {}),
     ("check_balanced_accuracy", ("plain_accuracy",), {}),
+    ("check_warmup_cosine", ("warmup_cosine_factor",), {}),
+    ("check_warmup_cosine", ("warmup_cosine_factor",), {"cases": [(0.05, 1, 6), (0.01, 4, 9), (3e-4, 2, 20)]}),
+    ("check_warmup_cosine", ("cosine_over_all_epochs",), {}),
+    ("check_finetune_setup", ("prepare_finetune", "build_small"), {}),
+    ("check_finetune_setup", ("prepare_finetune", "build_large"), {"num_classes": 3}),
+    ("check_finetune_setup", ("finetune_sequential_head", "build_small"), {}),
+    ("check_finetune_setup", ("finetune_forgot_freeze", "build_small"), {}),
+    ("check_finetune_setup", ("finetune_fresh_network", "build_small"), {}),
     ("check_model_balanced_accuracy", ("build_small",), {"min_score": 0.9}),
     ("check_model_balanced_accuracy", ("build_small",), {"min_score": 0.9, "wrong_labels": True}),
 ]
@@ -96,7 +112,15 @@ def sides(tmp_path_factory):
     session.stop()
 
 
+GRADER = {  # the grader's own networks (built here on both sides, handed to the student's function)
+    "build_small": lambda: fashion_cnn_small(num_classes=5),
+    "build_large": lambda: fashion_cnn_large(num_classes=5),
+}
+
+
 def _call(side: dict, check: str, names, kwargs: dict, data) -> tuple[tuple, dict]:
+    if check == "check_finetune_setup":
+        return (side[names[0]], GRADER[names[1]]), kwargs
     args = tuple(side[n] for n in names)
     if check == "check_model_balanced_accuracy":
         path, images, labels = data
@@ -123,9 +147,8 @@ def test_cases_cover_passes_and_failures(sides):
     assert all(o == {"passed", "CheckFailure"} for o in outcomes.values()), outcomes
 
 
-def test_assignment_3_still_falls_back_until_every_check_is_ready():
-    assert unsupported(SOURCE) == ["check_finetune_setup is not known to be sandbox-ready",
-                                   "check_warmup_cosine is not known to be sandbox-ready"]
+def test_assignment_3_is_sandbox_ready():
+    assert unsupported(SOURCE) == []
 
 
 def test_generators_cross_as_their_state():

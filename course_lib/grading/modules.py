@@ -19,6 +19,12 @@ A :class:`Tracker` follows the state of one module (every tensor by its place, `
 and every node's ``training`` flag) and reports what changed since the last synchronisation, so
 that each side sends the other only the tensors that changed: the two copies stay equal while
 either side loads weights, converts to float64, switches ``train()``/``eval()``, or trains.
+
+When the student's code changes the layers themselves (``model.classifier[-1] = nn.Linear(...)``,
+a layer deleted or added), the worker's tracker sees a new :func:`structure` and sends the whole new
+description with each node's *provenance* (the old node it is, or none for a new one);
+:func:`restructure` rearranges the other side's nodes in place the same way, keeping the objects that
+a check may hold (the module itself, an unchanged layer) and making only the new layers.
 """
 from __future__ import annotations
 
@@ -204,6 +210,91 @@ def rebuild(description: dict, resolve) -> list[nn.Module]:
     return nodes
 
 
+def structure(description: dict, nodes: list[nn.Module]) -> list[tuple]:
+    """The layers of a described module and where its tensors sit, without their values: what a
+    ``model.fc = nn.Linear(...)`` changes and a training step does not."""
+    return [(id(m), node["class"], tuple(map(tuple, node["params"])), tuple(map(tuple, node["buffers"])),
+             tuple(map(tuple, node["children"]))) for m, node in zip(nodes, description["nodes"])]
+
+
+def torch_class(name: str, bases: tuple[str, ...] = ()) -> type:
+    """A ``torch.nn`` layer class by its exact name; nothing else (a layer put into the grader's module)."""
+    if name.startswith("torch.nn.modules."):
+        cls = getattr(nn, name.rsplit(".", 1)[1], None)
+        if isinstance(cls, type) and issubclass(cls, nn.Module) and class_name(cls) == name:
+            return cls
+    raise ModuleError(f"only torch.nn layers can be put into a module of the grader's, not a {name.rsplit('.', 1)[-1]}")
+
+
+def _class_of(m: nn.Module) -> str:
+    """The class name a node was described with (a mirror of a student's layer remembers the original)."""
+    return type(m).__dict__.get("__student_class__") or class_name(type(m))
+
+
+def restructure(old: list[nn.Module], description: dict, provenance, resolve) -> list[nn.Module]:
+    """Rearrange the module ``old[0]`` (nodes ``old``) in place into a validated ``description``.
+
+    ``provenance[j]`` is the index in ``old`` of the description's node ``j``, or ``None`` for a layer
+    that is new (made with ``resolve(class name, bases)`` as :func:`rebuild` does). A kept layer keeps
+    its object and its tensors' objects where shape and dtype still fit (their values are copied in),
+    so references that a check holds stay valid. Returns the nodes in the description's order.
+    """
+    nodes_in = description["nodes"]
+    if type(provenance) is not list or len(provenance) != len(nodes_in) or provenance[0] != 0:
+        raise ModuleError("malformed provenance of a changed module")
+    kept = [k for k in provenance if k is not None]
+    if not all(type(k) is int and 0 <= k < len(old) for k in kept) or len(set(kept)) != len(kept):
+        raise ModuleError("malformed provenance of a changed module")
+    for node, k in zip(nodes_in, provenance):  # every refusal before the first change
+        if k is not None and _class_of(old[k]) != node["class"]:
+            raise ModuleError(f"a layer of class {_class_of(old[k])} claims to be a {node['class']}")
+    classes = [resolve(node["class"], tuple(node["bases"])) if k is None else None
+               for node, k in zip(nodes_in, provenance)]
+    nodes: list[nn.Module] = []
+    for node, k, cls in zip(nodes_in, provenance, classes):
+        if k is None:
+            m = cls.__new__(cls)
+            nn.Module.__init__(m)
+        else:
+            m = old[k]
+        m.__dict__.update({a: v for a, v in node["attrs"].items() if plain(getattr(type(m), a, None))})
+        m.training = node["training"]
+        nodes.append(m)
+    made: dict[int, torch.Tensor] = {}
+    claimed: set[int] = set()
+
+    def place(previous: dict, name: str, ref: int, parameter: bool) -> torch.Tensor:
+        if ref not in made:
+            value, t = description["tensors"][ref], previous.get(name)
+            grad = bool(value.requires_grad) and value.is_floating_point()
+            if t is not None and id(t) not in claimed and t.shape == value.shape and t.dtype == value.dtype:
+                with torch.no_grad():
+                    t.copy_(value)
+                if parameter and t.is_floating_point():
+                    t.requires_grad_(grad)
+            else:
+                t = nn.Parameter(value.detach(), requires_grad=grad) if parameter else value.detach()
+            made[ref] = t
+            claimed.add(id(t))
+        return made[ref]
+
+    for m, node in zip(nodes, nodes_in):
+        params, buffers = dict(m._parameters), dict(m._buffers)
+        m._parameters.clear()
+        m._buffers.clear()
+        m._non_persistent_buffers_set.clear()
+        m._modules.clear()
+        for name, ref in node["params"]:
+            m._parameters[name] = None if ref is None else place(params, name, ref, True)
+        for name, ref, persistent in node["buffers"]:
+            m._buffers[name] = None if ref is None else place(buffers, name, ref, False)
+            if not persistent:
+                m._non_persistent_buffers_set.add(name)
+        for name, ref in node["children"]:
+            m._modules[name] = None if ref is None else nodes[ref]
+    return nodes
+
+
 def fingerprint(t: torch.Tensor | None) -> tuple:
     """Changes whenever the tensor is replaced, reallocated, converted or written.
 
@@ -222,9 +313,21 @@ def fingerprint(t: torch.Tensor | None) -> tuple:
 class Tracker:
     """The state of one module: every tensor at its place and every node's ``training`` flag."""
 
-    def __init__(self, nodes: list[nn.Module], places: list[tuple[int, str, str]]):
+    def __init__(self, nodes: list[nn.Module], places: list[tuple[int, str, str]], watch_structure: bool = False):
         self.nodes, self.places = nodes, places
+        self.shape = structure(*describe(nodes[0])) if watch_structure else None
         self.mark()
+
+    def restructured(self) -> tuple[dict, list[nn.Module], list] | None:
+        """``(description, nodes, provenance)`` when the layers changed since this tracker was made
+        (``watch_structure=True``), else ``None``; see :func:`restructure`."""
+        if self.shape is None:
+            return None
+        description, nodes = describe(self.nodes[0])
+        if structure(description, nodes) == self.shape:
+            return None
+        index = {id(m): i for i, m in enumerate(self.nodes)}
+        return description, nodes, [index.get(id(m)) for m in nodes]
 
     def tensor(self, i: int) -> torch.Tensor:
         n, kind, name = self.places[i]

@@ -32,7 +32,8 @@ import torch
 from torch import nn
 
 from course_lib.grading import wire
-from course_lib.grading.modules import ModuleError, Tracker, class_name, describe, locations, rebuild, validate
+from course_lib.grading.modules import (ModuleError, Tracker, class_name, describe, locations, rebuild, restructure,
+                                       torch_class, validate)
 
 SAFE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,79}$")
 #: Optimizers a check may hand to a student's function (rebuilt in the worker from their state_dict).
@@ -100,6 +101,9 @@ class _Root:
 
 def _forward(self, *args, **kwargs):
     root, node = self.__dict__["_remote"]
+    if node is None:
+        raise RuntimeError(f"this {type(self).__name__} was taken out of its module in the sandbox: it has no "
+                           "remote counterpart any more")
     return root.remote.invoke({"module": [root.handle, node]}, args, kwargs, f"{type(self).__name__}.forward",
                               root=root, node=node)
 
@@ -109,6 +113,14 @@ def _deepcopy(self, memo):
     if node != 0:
         raise TypeError("only a whole remote module can be copied, not one of its layers")
     return root.remote.invoke({"deepcopy": root.handle}, (), {}, "copy.deepcopy", root=root)
+
+
+def _attach(root: _Root, nodes: list[nn.Module]) -> None:
+    """Make ``nodes`` the mirror of the worker's module ``root``: each forward and copy goes there."""
+    for i, m in enumerate(nodes):
+        m.__dict__["_remote"] = (root, i)
+        m.__dict__["forward"] = types.MethodType(_forward, m)
+        m.__dict__["__deepcopy__"] = types.MethodType(_deepcopy, m)
 
 
 class _RemoteBackward(torch.autograd.Function):
@@ -178,10 +190,7 @@ class Remote:
         description = validate(wire.decode(body["module"], grad=[]))
         nodes = rebuild(description, resolve_mirror)
         root = _Root(self, body["handle"], nodes, locations(description))
-        for i, m in enumerate(nodes):
-            m.__dict__["_remote"] = (root, i)
-            m.__dict__["forward"] = types.MethodType(_forward, m)
-            m.__dict__["__deepcopy__"] = types.MethodType(_deepcopy, m)
+        _attach(root, nodes)
         self.roots[root.handle] = weakref.ref(root)
         weakref.finalize(root, self.released.append, (root.generation, root.handle))
         return nodes[0]
@@ -294,10 +303,9 @@ class Remote:
             rng = wire.decode(reply.get("rng"))
             if type(rng) is torch.Tensor and rng.dtype == torch.uint8 and rng.shape == torch.get_rng_state().shape:
                 torch.set_rng_state(rng)
+            restructures = self._restructures(reply.get("restructure", []), by_handle, upload_trackers)
         except (wire.WireError, ModuleError, ValueError, TypeError, KeyError, RuntimeError) as err:
-            self.session.stop()
-            raise RuntimeError(f"{label}: the sandbox sent back a state the grader cannot accept ({err}); "
-                               "it was stopped") from None
+            self._reject(label, err)
         for stream, target in (("stdout", sys.stdout), ("stderr", sys.stderr)):
             text = reply.get(stream)
             if type(text) is str and text:
@@ -305,6 +313,7 @@ class Remote:
         if "value" not in reply:
             from course_lib.grading.sandbox_grade import remote_exception
 
+            self._restructure(restructures, label)
             kind, message = str(reply.get("raised", "Exception")), str(reply.get("message", ""))
             where = reply.get("where")
             raise remote_exception(kind, message + (f" ({where})" if type(where) is str and where else ""))
@@ -316,7 +325,54 @@ class Remote:
         value = self._with_grad(reply, value, outputs, grad_args, root, label)
         if root is not None:
             self._replay_hooks(reply.get("recorded", []), root)
+        self._restructure(restructures, label)  # last: the reply's handles and hooks name the old layers
         return value
+
+    def _reject(self, label: str, err: Exception):
+        self.session.stop()
+        raise RuntimeError(f"{label}: the sandbox sent back a state the grader cannot accept ({err}); "
+                           "it was stopped") from None
+
+    def _restructures(self, entries, by_handle: dict, upload_trackers) -> list:
+        """The modules whose layers the student's code changed: ``(target, description, provenance)``."""
+        if type(entries) is not list:
+            raise ModuleError("malformed restructure")
+        out = []
+        for entry in entries:
+            if type(entry) is not list or len(entry) != 3 or entry[0] not in ("h", "u") or type(entry[1]) is not int:
+                raise ModuleError("malformed restructure")
+            kind, key, body = entry
+            body = wire.decode(body, grad=[])
+            if type(body) is not dict or set(body) != {"module", "provenance"}:
+                raise ModuleError("malformed restructure")
+            if kind == "h" and key not in by_handle:
+                continue  # a module the grader no longer holds
+            if kind == "u" and not 0 <= key < len(upload_trackers):
+                raise ModuleError("a restructure of no module")
+            target = by_handle[key] if kind == "h" else upload_trackers[key][1]
+            out.append((kind, target, validate(body["module"]), body["provenance"]))
+        return out
+
+    def _restructure(self, restructures: list, label: str) -> None:
+        """Rearrange the mirrors (and the grader's own modules passed along) as the worker's modules are now.
+
+        A mirror may gain layers of any class (mirrored as usual); the grader's own module only
+        ``torch.nn`` layers, since it runs here and must not hold a student's layer.
+        """
+        try:
+            for kind, target, description, provenance in restructures:
+                old = target.tracker.nodes if kind == "h" else target.nodes
+                nodes = restructure(old, description, provenance, resolve_mirror if kind == "h" else torch_class)
+                if kind == "h":
+                    for m in old:
+                        if all(m is not n for n in nodes):
+                            m.__dict__["_remote"] = (target, None)
+                    _attach(target, nodes)
+                    target.tracker = Tracker(nodes, locations(description))
+        except (ModuleError, ValueError, TypeError, KeyError, RuntimeError) as err:
+            if isinstance(err, ModuleError) and str(err).startswith("only torch.nn layers"):
+                raise TypeError(f"{label}: {err} (the module is unchanged)") from None
+            self._reject(label, err)
 
     def _decode_hook(self, upload_trackers, opt_objects):
         def hook(tag, body):

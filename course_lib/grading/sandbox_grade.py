@@ -271,11 +271,11 @@ SANDBOX_READY_CHECKS = frozenset({
     # reads in the worker from its copy of the submission (weights_only=True there, then only tensors cross)
     "check_rnn_cell", "check_lstm_cell", "check_gru_cell", "check_rnn_backward", "check_clip_grad_norm",
     "check_sequence_classifier", "check_classifier_accuracy",
-    # assignment 3 (not all of it yet: check_warmup_cosine gets a scheduler object back, check_finetune_setup
-    # needs the layer that the student puts into the grader's module): plain data, a seeded CPU generator
-    # (it crosses as its state), the grader reading the weights file
+    # assignment 3: plain data, a seeded CPU generator (it crosses as its state), the schedule as a factor per
+    # epoch, the grader's network whose head the student replaces (its new layers cross back,
+    # course_lib.grading.modules.restructure), the grader reading the weights file
     "check_random_crop_flip", "check_class_weights", "check_sample_weights", "check_balanced_accuracy",
-    "check_model_balanced_accuracy",
+    "check_warmup_cosine", "check_finetune_setup", "check_model_balanced_accuracy",
 })
 
 

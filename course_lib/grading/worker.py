@@ -20,7 +20,8 @@ Instead of ``"call"`` a request may name ``"module": [handle, node]`` (a module'
 ``"record"``: the layers whose inputs and outputs to report for the grader's forward hooks),
 ``"deepcopy": handle`` or ``"vjp": graph`` (the gradients for a kept graph, ``"grads"``). A module
 in a reply stays here behind a new handle (:class:`Objects`); the grader mirrors it
-(:mod:`course_lib.grading.remote`). Both sides send the tensors that changed, so the copies agree.
+(:mod:`course_lib.grading.remote`). Both sides send the tensors that changed, so the copies agree;
+a module whose layers the call changed is sent whole, under ``"restructure"``.
 
 Values are encoded by :mod:`course_lib.grading.wire` (never pickle). The protocol uses private
 duplicates of stdin and stdout; the student's own output (file descriptors 1 and 2) goes to
@@ -98,7 +99,7 @@ class Objects:
         for body in request.get("uploads", []):
             description = modules.validate(wire.decode(body, grad=[]))
             nodes = modules.rebuild(description, _trusted_class)
-            self.uploads.append(modules.Tracker(nodes, modules.locations(description)))
+            self.uploads.append(modules.Tracker(nodes, modules.locations(description), watch_structure=True))
         self.optimizers = []
         for body in request.get("optimizers", []):
             spec = wire.decode(body)
@@ -137,9 +138,7 @@ class Objects:
                     return {"__remote_upload__": i}
             description, nodes = modules.describe(value)
             handle, self.next_handle = self.next_handle, self.next_handle + 1
-            self.modules[handle] = modules.Tracker(nodes, modules.locations(description))
-            for i, node in enumerate(nodes):
-                self.where.setdefault(id(node), (handle, i))
+            self._track(handle, description, nodes, modules)
             return {"__remote_module__": {"handle": handle, "module": wire.encode(description)}}
         for i, opt in enumerate(self.optimizers):
             if opt is value:
@@ -147,12 +146,37 @@ class Objects:
         raise wire.WireError(f"a value of type {type(value).__name__} cannot cross the sandbox "
                              "(return tensors, numbers, strings, lists, tuples, dicts or modules)")
 
-    def finish(self, reply: dict, wire) -> None:
-        """Send back what changed here: every module's tensors, the uploads, the optimizers, the RNG."""
+    def _track(self, handle: int, description: dict, nodes: list, modules) -> None:
+        self.modules[handle] = modules.Tracker(nodes, modules.locations(description), watch_structure=True)
+        for i, node in enumerate(nodes):
+            self.where.setdefault(id(node), (handle, i))
+
+    def finish(self, reply: dict, wire, modules) -> None:
+        """Send back what changed here: every module's tensors (or, where the student changed its
+        layers, its new description), the uploads, the optimizers, the RNG."""
         import torch
 
-        reply["sync"] = [[h, wire.encode(c)] for h, t in self.modules.items() if (c := t.changes()) is not None]
-        reply["uploads"] = [None if (c := t.changes()) is None else wire.encode(c) for t in self.uploads]
+        restructured, sync = [], []
+        for handle, tracker in list(self.modules.items()):
+            new = tracker.restructured()
+            if new is None:
+                if (c := tracker.changes()) is not None:
+                    sync.append([handle, wire.encode(c)])
+                continue
+            description, nodes, provenance = new
+            restructured.append(["h", handle, wire.encode({"module": description, "provenance": provenance})])
+            for node in tracker.nodes:
+                if self.where.get(id(node), (None,))[0] == handle:
+                    del self.where[id(node)]
+            self._track(handle, description, nodes, modules)
+        uploads = []
+        for i, tracker in enumerate(self.uploads):
+            new = tracker.restructured()
+            if new is not None:
+                description, _, provenance = new
+                restructured.append(["u", i, wire.encode({"module": description, "provenance": provenance})])
+            uploads.append(None if new is not None or (c := tracker.changes()) is None else wire.encode(c))
+        reply.update(sync=sync, uploads=uploads, restructure=restructured)
         states = []
         for opt in self.optimizers:
             state = opt.state_dict()
@@ -303,7 +327,7 @@ def main() -> None:
                 h.remove()
             objects.recorders = []
         try:
-            objects.finish(reply, wire)
+            objects.finish(reply, wire, modules)
         except BaseException as err:  # noqa: BLE001
             reply = {"raised": "TypeError", "message": f"the module's state cannot cross the sandbox: {err}"[:4000]}
         reply.update(stdout=out.getvalue(), stderr=err_text.getvalue())
