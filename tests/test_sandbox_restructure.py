@@ -197,3 +197,47 @@ def test_only_torch_layers_by_their_exact_name():
                  "torch.nn.modules.module.Module.__subclasses__"):
         with pytest.raises(modules.ModuleError, match="only torch.nn layers"):
             modules.torch_class(name)
+
+
+# --------------------------------------------------------------------------------------------- forged replies
+FORGER = textwrap.dedent("""
+    import sys
+
+    def forge(model, evil_class, provenance):
+        worker = sys.modules["__main__"]  # the worker module itself: the student can patch it
+        real = worker.Objects.finish
+
+        def finish(self, reply, wire, modules):
+            real(self, reply, wire, modules)
+            description, nodes = modules.describe(self.uploads[0].nodes[0])
+            if evil_class:
+                description["nodes"][-1]["class"] = evil_class
+            order = provenance or [0] + [None] * (len(nodes) - 1)
+            reply["restructure"] = [["u", 0, wire.encode({"module": description, "provenance": order})]]
+            worker.Objects.finish = real
+
+        worker.Objects.finish = finish
+        return model
+""")
+
+
+@pytest.mark.parametrize("evil_class, provenance, error", [
+    ("course_lib.grading.cli.Anything", None, "only torch.nn layers"),       # a class the grader would import
+    (None, "swapped", "cannot accept"),                                     # a ReLU claiming to be a Conv2d
+])
+def test_a_forged_restructure_changes_nothing_of_the_graders(evil_class, provenance, error):
+    session = Session(Path(tempfile.mkdtemp()), [FORGER], Limits(call_timeout=60), slot=7, budget=600)
+    try:
+        session.ensure()
+        model = fashion_cnn_small(num_classes=5)
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        layers = [type(m) for m in model.modules()]
+        if provenance == "swapped":
+            n = len(layers)
+            provenance = [0, 1, 2, 4, 3] + list(range(5, n))  # conv and BN of the first stage swapped
+        with pytest.raises((TypeError, RuntimeError), match=error):
+            proxies(session)["forge"](model, evil_class, provenance)
+        assert [type(m) for m in model.modules()] == layers
+        assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    finally:
+        session.stop()
