@@ -3,8 +3,9 @@
     .venv/bin/python benchmarks/grading_sandbox.py [--copies 1] [--jobs 2] [--assignment a5_gans]
 
 The batch is assignment 1's submission bank (tests/submission_bank.py), ``--copies`` times; with
-``--assignment`` (one whose tests need no weights file, e.g. ``a5_gans``, graded through remote
-modules) it is that assignment's reference solution and its blank release, ``--copies`` times. Each
+``--assignment`` it is that assignment's bank of realistic submissions (``tests/banks/<name>.py``,
+weights files included; a2, a3, a5, a6) or, for one without such a bank, its reference solution and
+its blank release, ``--copies`` times. Each
 mode grades it from scratch in a fresh course directory with the instructor's command
 (``python -m course_lib.grading autograde``), so nbgrader's start-up and gradebook writes are
 included. Timings on a shared machine are noisy: run it on an idle one.
@@ -12,6 +13,7 @@ included. Timings on a shared machine are noisy: run it on an idle one.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import resource
@@ -24,6 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "banks"))
 
 from submission_bank import ASSIGNMENT, EXPECTED, submission  # noqa: E402
 
@@ -51,8 +54,16 @@ def grade(mode: list[str], copies: int, assignment: str = ASSIGNMENT) -> tuple[f
         cli.release(course, [assignment])
         inbox = Path(tmp) / "inbox"
         inbox.mkdir()
-        batch = {s: submission(s) for s in EXPECTED} if assignment == ASSIGNMENT else solution_and_blank(course, assignment)
+        bank = ROOT / "tests" / "banks" / f"{assignment}.py"
         count = 0
+        if assignment != ASSIGNMENT and bank.exists() and "folder: Path) ->" in bank.read_text():
+            for copy in range(copies):  # a folder per student, with the student's files
+                written = importlib.import_module(assignment).write_bank(Path(tmp) / f"copy{copy}")
+                for student in written:
+                    (Path(tmp) / f"copy{copy}" / student).rename(inbox / f"{student}_{copy}")
+                count += len(written)
+            copies = 0
+        batch = {s: submission(s) for s in EXPECTED} if assignment == ASSIGNMENT else solution_and_blank(course, assignment)
         for copy in range(copies):
             for student, text in batch.items():
                 (inbox / f"{student}_{copy}.ipynb").write_text(text, encoding="utf-8")
