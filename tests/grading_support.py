@@ -70,6 +70,7 @@ def autograde(course: Path, assignment: str, submissions: Path) -> dict:
                              assignment, "--submissions", str(submissions)], capture_output=True, text=True, timeout=1800)
     seconds = time.perf_counter() - start
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+    assert "UNSANDBOXED" not in result.stderr, f"{assignment} fell back to stock nbgrader: {result.stderr[-2000:]}"
     count = len([p for p in submissions.iterdir() if p.is_dir() or p.suffix == ".ipynb"])  # both bank layouts
     print(f"\n{assignment}: autograded {count} submissions in {seconds:.1f} s, {seconds / max(count, 1):.1f} s each "
           "(nbgrader start-up included)")
