@@ -63,6 +63,10 @@ CODE = [
     variant("balance", {"balanced_accuracy": "plain_accuracy", "class_weights": "unused1", "sample_weights": "unused2"},
             "recalls = [", "recalls = [(predictions == labels).double().mean()] or ["),
     textwrap.dedent("""
+    import random
+    import numpy as np
+    def draw_three():  # the global generators of Python, NumPy and torch
+        return [random.random(), float(np.random.rand()), float(torch.rand(()))]
     def sample_weights_by_count(labels):  # proportional to n_c instead of 1 / n_c
         return torch.bincount(labels).double()[labels]
     def build_small():
@@ -162,3 +166,38 @@ def test_generators_cross_as_their_state():
     for bad in ({"dtype": "uint8", "shape": [3], "data": "AAAA"}, {"dtype": "float32", "shape": [1], "data": "AAAAAA=="}):
         with pytest.raises(wire.WireError):
             wire.decode({"__generator__": bad})
+
+
+def test_python_numpy_and_torch_random_states_travel_both_ways(sides):
+    """Seeded here, drawn there: the same numbers as a direct call, and the next draws here go on
+    from where the student's code left the generators."""
+    import random
+
+    import numpy as np
+
+    local, remote, _ = sides
+    runs = []
+    for side in (local, remote):
+        random.seed(3)
+        np.random.seed(3)
+        torch.manual_seed(3)
+        runs.append((side["draw_three"](), side["draw_three"](), [random.random(), float(np.random.rand()),
+                                                                   float(torch.rand(()))]))
+    assert runs[1] == runs[0]
+    assert len({x for run in runs[0] for x in run}) == 9  # every draw moved on
+
+
+def test_a_malformed_random_state_is_refused():
+    from course_lib.grading import wire
+
+    good = wire.decode(json.loads(json.dumps(wire.encode(wire.random_states()))))
+    wire.set_random_states(good)
+    for key, mutate in (("python", lambda s: s["python"].__setitem__(1, s["python"][1][:-1])),
+                        ("numpy", lambda s: s["numpy"].__setitem__(0, "PCG64")),
+                        ("numpy", lambda s: s["numpy"][1].__setitem__(0, 2**40)),
+                        ("torch", lambda s: s.__setitem__("torch", s["torch"].float())),
+                        ("keys", lambda s: s.pop("numpy"))):
+        bad = wire.decode(json.loads(json.dumps(wire.encode(wire.random_states()))))
+        mutate(bad)
+        with pytest.raises(wire.WireError, match=key):
+            wire.set_random_states(bad)

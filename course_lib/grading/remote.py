@@ -18,8 +18,9 @@ mirror's layers see the inputs and outputs of the real layers. Trusted modules a
 passed to a student's function (``train_step(G, D, opt_G, opt_D, ...)``) are rebuilt in the worker
 and their new state is copied back. Gradients flow back through a remote call with a custom
 ``autograd.Function`` whose backward asks the worker for the vector-Jacobian product (on the graph
-it kept: no second forward, no running statistics updated twice). The global torch RNG travels
-with every call, so seeded code behaves as if the student's code ran here.
+it kept: no second forward, no running statistics updated twice). The global random generators
+(torch, Python's ``random``, NumPy) travel with every call, so seeded code behaves as if the
+student's code ran here.
 """
 from __future__ import annotations
 
@@ -264,7 +265,7 @@ class Remote:
 
         message = {**target, "args": wire.encode(list(args), hook=hook), "kwargs": wire.encode(dict(kwargs), hook=hook),
                    "uploads": uploads, "optimizers": optimizers, "forbidden": list(forbidden_now()), "grad": grad,
-                   "rng": wire.encode(torch.get_rng_state())}
+                   "rng": wire.encode(wire.random_states())}
         grad_args = _walk([list(args), kwargs], [], _needs_grad) if grad else []
         live = self._live()
         message["sync"] = [[r.handle, wire.encode(c)] for r in live if (c := r.tracker.changes()) is not None]
@@ -300,9 +301,7 @@ class Remote:
                 if type(state) is not dict or set(state) != {"state", "param_groups"} or type(state["state"]) is not list:
                     raise ModuleError("malformed optimizer state")
                 opt.load_state_dict({"state": {k: v for k, v in state["state"]}, "param_groups": state["param_groups"]})
-            rng = wire.decode(reply.get("rng"))
-            if type(rng) is torch.Tensor and rng.dtype == torch.uint8 and rng.shape == torch.get_rng_state().shape:
-                torch.set_rng_state(rng)
+            wire.set_random_states(wire.decode(reply.get("rng")))
             restructures = self._restructures(reply.get("restructure", []), by_handle, upload_trackers)
         except (wire.WireError, ModuleError, ValueError, TypeError, KeyError, RuntimeError) as err:
             self._reject(label, err)
@@ -411,7 +410,7 @@ class Remote:
         from course_lib.grading.sandbox import SandboxError
 
         message = {"vjp": graph, "grads": wire.encode([g.detach() for g in grad_outputs]),
-                   "rng": wire.encode(torch.get_rng_state()), "sync": [], "release": [], "args": [],
+                   "rng": wire.encode(wire.random_states()), "sync": [], "release": [], "args": [],
                    "kwargs": {"__dict__": []}, "uploads": [], "optimizers": [], "forbidden": [], "grad": False}
         try:
             reply = self.session.request(message, "backward")

@@ -157,3 +157,54 @@ def _decode_tensor(body: dict) -> torch.Tensor:
         return torch.empty(shape, dtype=DTYPES[dtype])
     flat = torch.frombuffer(bytearray(raw), dtype=torch.uint8)
     return flat.view(DTYPES[dtype]).reshape(shape).clone()
+
+
+def random_states() -> dict:
+    """The global random generators of torch, Python's ``random`` and NumPy, as plain data.
+
+    They travel with every call both ways, so that seeded code draws the same numbers sandboxed as
+    it would in the grader's interpreter (a check that seeds NumPy, then calls the student's code).
+    """
+    import random
+
+    import numpy as np
+
+    version, internal, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"torch": torch.get_rng_state(),
+            "python": [version, torch.tensor(internal, dtype=torch.int64), gauss],
+            "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)]}
+
+
+def set_random_states(states) -> None:
+    """Set the generators to what :func:`random_states` gave on the other side (already decoded).
+
+    Raises:
+        WireError: anything but the exact shape of such a state; nothing is set then.
+    """
+    import random
+
+    import numpy as np
+
+    def bad(what):
+        raise WireError(f"malformed random state ({what})")
+
+    if type(states) is not dict or set(states) != {"torch", "python", "numpy"}:
+        bad("keys")
+    t, py, npy = states["torch"], states["python"], states["numpy"]
+    if type(t) is not torch.Tensor or t.dtype != torch.uint8 or t.shape != torch.get_rng_state().shape:
+        bad("torch")
+    if type(py) is not list or len(py) != 3 or type(py[0]) is not int or type(py[1]) is not torch.Tensor \
+            or py[1].dtype != torch.int64 or py[1].shape != (625,) or not (py[2] is None or type(py[2]) is float) \
+            or not bool(((py[1] >= 0) & (py[1] < 2**32)).all()):
+        bad("python")
+    if type(npy) is not list or len(npy) != 5 or npy[0] != "MT19937" or type(npy[1]) is not torch.Tensor \
+            or npy[1].dtype != torch.int64 or npy[1].shape != (624,) or not bool(((npy[1] >= 0) & (npy[1] < 2**32)).all()) \
+            or type(npy[2]) is not int or not 0 <= npy[2] <= 624 or type(npy[3]) is not int or type(npy[4]) is not float:
+        bad("numpy")
+    try:
+        random.setstate((py[0], tuple(py[1].tolist()), py[2]))
+    except (TypeError, ValueError) as err:
+        bad(f"python: {str(err)[:60]}")
+    np.random.set_state((npy[0], npy[1].numpy().astype(np.uint32), npy[2], npy[3], npy[4]))
+    torch.set_rng_state(t)

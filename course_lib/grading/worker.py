@@ -10,7 +10,7 @@ answers calls of the functions and classes the cells defined::
     -> {"cells": ["source", ...]}
     <- {"ready": true, "functions": ["conv2d", ...], "classes": ["BasicBlock", ...], "errors": ["cell 3: ..."]}
     -> {"call": "conv2d", "args": [...], "kwargs": {...}, "forbidden": ["torch.nn.functional.conv2d"],
-        "grad": false, "rng": <torch RNG state>, "sync": [[handle, changes], ...], "release": [handle, ...],
+        "grad": false, "rng": <torch, Python, NumPy RNG states>, "sync": [[handle, changes], ...], "release": [handle, ...],
         "uploads": [module description, ...], "optimizers": [optimizer state, ...]}
     <- {"value": ...} | {"raised": "ValueError", "message": "...", ...}
        (plus "sync", "uploads", "optimizers", "rng", the call's "stdout"/"stderr", and for a call with
@@ -114,7 +114,7 @@ class Objects:
             self.optimizers.append(opt)
         rng = request.get("rng")
         if rng is not None:
-            torch.set_rng_state(wire.decode(rng))
+            wire.set_random_states(wire.decode(rng))
 
     def decode_hook(self, tag, body):
         if tag == "__remote_handle__":
@@ -153,9 +153,7 @@ class Objects:
 
     def finish(self, reply: dict, wire, modules) -> None:
         """Send back what changed here: every module's tensors (or, where the student changed its
-        layers, its new description), the uploads, the optimizers, the RNG."""
-        import torch
-
+        layers, its new description), the uploads, the optimizers, the random generators."""
         restructured, sync = [], []
         for handle, tracker in list(self.modules.items()):
             new = tracker.restructured()
@@ -183,7 +181,7 @@ class Objects:
             states.append(wire.encode({"state": [[k, v] for k, v in state["state"].items()],
                                        "param_groups": state["param_groups"]}))
         reply["optimizers"] = states
-        reply["rng"] = wire.encode(torch.get_rng_state())
+        reply["rng"] = wire.encode(wire.random_states())
 
     def keep_graph(self, outputs: list, inputs: list) -> int:
         graph, self.next_graph = self.next_graph, self.next_graph + 1
