@@ -112,7 +112,7 @@ def test_a_students_layer_cannot_enter_the_graders_module(remote):
     """The grader's module runs here: it may take torch.nn layers only, never a student's class."""
     model = fashion_cnn_small(num_classes=5)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    with pytest.raises(TypeError, match="only torch.nn layers .* not a Head"):
+    with pytest.raises(TypeError, match="only torch.nn layers .* not the class Head"):
         remote["own_head"](model, 3)
     assert type(model.classifier[-1]) is nn.Linear and model.classifier[-1].out_features == 5
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())

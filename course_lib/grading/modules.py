@@ -223,7 +223,8 @@ def torch_class(name: str, bases: tuple[str, ...] = ()) -> type:
         cls = getattr(nn, name.rsplit(".", 1)[1], None)
         if isinstance(cls, type) and issubclass(cls, nn.Module) and class_name(cls) == name:
             return cls
-    raise ModuleError(f"only torch.nn layers can be put into a module of the grader's, not a {name.rsplit('.', 1)[-1]}")
+    raise ModuleError(f"only torch.nn layers can be put into a module of the grader's, not the class "
+                      f"{name.rsplit('.', 1)[-1]}")
 
 
 def _class_of(m: nn.Module) -> str:

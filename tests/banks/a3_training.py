@@ -59,7 +59,34 @@ EXPECTED: dict[str, dict[str, int]] = {
     "saved_before_training": without(POINTS, "test_balanced_hidden"),
     # Saved the whole model with torch.save(model, ...): a pickle, refused by weights_only=True.
     "pickled_model": without(POINTS, "test_model_file", "test_balanced_hidden"),
+    # Ignores part 4's instruction and puts a class of their own (an nn.Linear subclass) into the
+    # grader's network: the sandbox cannot take it back into the grader's module.
+    "own_head_class": without(POINTS, "test_finetune", "test_finetune_hidden"),
+    # An attack: patches the sandbox's worker so that its reply makes the grader import a class of
+    # its choosing into the grader's network. Refused; the grader's network is left unchanged.
+    "forged_restructure": without(POINTS, "test_finetune", "test_finetune_hidden"),
 }
+
+FORGED_RESTRUCTURE = """
+
+import sys as _sys
+
+
+def prepare_finetune(model, num_classes, freeze):
+    worker = _sys.modules["__main__"]  # the sandbox's worker module
+    real = worker.Objects.finish
+
+    def finish(self, reply, wire, modules):
+        real(self, reply, wire, modules)
+        description, nodes = modules.describe(self.uploads[0].nodes[0])
+        description["nodes"][-1]["class"] = "course_lib.grading.cli.Anything"
+        order = [0] + [None] * (len(nodes) - 1)
+        reply["restructure"] = [["u", 0, wire.encode({"module": description, "provenance": order})]]
+        worker.Objects.finish = real
+
+    worker.Objects.finish = finish
+    return model
+"""
 
 #: A line of every failing check's message that the student's feedback must show.
 FEEDBACK_MESSAGES = {
@@ -72,6 +99,8 @@ FEEDBACK_MESSAGES = {
     "forgot_freeze": "only the new classifier may be trainable",
     "saved_before_training": "is below the required 90%; recall per class:",
     "pickled_model": "is not a plain state_dict: it cannot be read with torch.load(weights_only=True)",
+    "own_head_class": "only torch.nn layers can be put into a module of the grader's, not the class NewHead",
+    "forged_restructure": "only torch.nn layers can be put into a module of the grader's, not the class Anything",
 }
 
 
@@ -94,6 +123,11 @@ def _answers(student: str) -> dict[str, str]:
         train = edit(code["finetune_train"], "    torch.save(model.state_dict(), path)\n", "")
         code["finetune_train"] = edit(train, "    fit(model, train_data",
                                       "    torch.save(model.state_dict(), path)\n    fit(model, train_data")
+    elif student == "own_head_class":
+        code["finetune"] = "class NewHead(nn.Linear):\n    pass\n\n\n" + edit(
+            code["finetune"], "nn.Linear(old.in_features, num_classes)", "NewHead(old.in_features, num_classes)")
+    elif student == "forged_restructure":
+        code["finetune"] += FORGED_RESTRUCTURE
     elif student == "pickled_model":
         code["finetune_train"] = edit(code["finetune_train"], "torch.save(model.state_dict(), path)",
                                       "torch.save(model, path)")
@@ -127,7 +161,8 @@ def weight_files() -> dict[str, Path]:
 #: Which weight file each student hands in (``None``: none, the student never fine-tuned).
 WEIGHT_FILE = {"correct": "trained", "blank": None, "augment_ignores_generator": "trained",
                "sampler_not_inverted": "trained", "plain_accuracy": "trained", "cosine_over_all_epochs": "trained",
-               "forgot_freeze": "trained", "saved_before_training": "untrained", "pickled_model": "pickled"}
+               "forgot_freeze": "trained", "saved_before_training": "untrained", "pickled_model": "pickled",
+               "own_head_class": "trained", "forged_restructure": "trained"}
 
 
 def write_bank(folder: Path) -> list[str]:
