@@ -217,14 +217,26 @@ def structure(description: dict, nodes: list[nn.Module]) -> list[tuple]:
              tuple(map(tuple, node["children"]))) for m, node in zip(nodes, description["nodes"])]
 
 
-def torch_class(name: str, bases: tuple[str, ...] = ()) -> type:
-    """A ``torch.nn`` layer class by its exact name; nothing else (a layer put into the grader's module)."""
+class ForeignLayerError(ModuleError):
+    """A layer that is not ``torch.nn``'s was to be put into a module of the grader's."""
+
+
+def torch_nn_class(name: str) -> type | None:
+    """The ``torch.nn`` layer class of exactly this name (``torch.nn.modules.conv.Conv2d``), else ``None``."""
     if name.startswith("torch.nn.modules."):
         cls = getattr(nn, name.rsplit(".", 1)[1], None)
         if isinstance(cls, type) and issubclass(cls, nn.Module) and class_name(cls) == name:
             return cls
-    raise ModuleError(f"only torch.nn layers can be put into a module of the grader's, not the class "
-                      f"{name.rsplit('.', 1)[-1]}")
+    return None
+
+
+def torch_class(name: str, bases: tuple[str, ...] = ()) -> type:
+    """A ``torch.nn`` layer class by its exact name; nothing else (a layer put into the grader's module)."""
+    cls = torch_nn_class(name)
+    if cls is None:
+        raise ForeignLayerError(f"only torch.nn layers can be put into a module of the grader's, not the class "
+                                f"{name.rsplit('.', 1)[-1]}")
+    return cls
 
 
 def _class_of(m: nn.Module) -> str:
@@ -314,14 +326,14 @@ def fingerprint(t: torch.Tensor | None) -> tuple:
 class Tracker:
     """The state of one module: every tensor at its place and every node's ``training`` flag."""
 
-    def __init__(self, nodes: list[nn.Module], places: list[tuple[int, str, str]], watch_structure: bool = False):
+    def __init__(self, nodes: list[nn.Module], places: list[tuple[int, str, str]], shape: list | None = None):
         self.nodes, self.places = nodes, places
-        self.shape = structure(*describe(nodes[0])) if watch_structure else None
+        self.shape = shape  # the structure() to watch; None: not watched
         self.mark()
 
     def restructured(self) -> tuple[dict, list[nn.Module], list] | None:
-        """``(description, nodes, provenance)`` when the layers changed since this tracker was made
-        (``watch_structure=True``), else ``None``; see :func:`restructure`."""
+        """``(description, nodes, provenance)`` when the layers changed from the watched ``shape``,
+        else ``None``; see :func:`restructure`."""
         if self.shape is None:
             return None
         description, nodes = describe(self.nodes[0])

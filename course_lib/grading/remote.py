@@ -33,8 +33,8 @@ import torch
 from torch import nn
 
 from course_lib.grading import wire
-from course_lib.grading.modules import (ModuleError, Tracker, class_name, describe, locations, rebuild, restructure,
-                                       torch_class, validate)
+from course_lib.grading.modules import (ForeignLayerError, ModuleError, Tracker, describe, locations, rebuild,
+                                       restructure, torch_class, torch_nn_class, validate)
 
 SAFE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,79}$")
 #: Optimizers a check may hand to a student's function (rebuilt in the worker from their state_dict).
@@ -57,10 +57,9 @@ _MIRROR_CLASSES: dict[tuple, type] = {}
 def resolve_mirror(name: str, bases: tuple[str, ...] = ()) -> type:
     """``torch.nn`` classes by name (only if the name is exactly theirs); anything else a :class:`StudentModule`
     that remembers the names of the classes it derives from (for ``isinstance`` with a :class:`RemoteClass`)."""
-    if name.startswith("torch.nn.modules."):
-        cls = getattr(nn, name.rsplit(".", 1)[1], None)
-        if isinstance(cls, type) and issubclass(cls, nn.Module) and class_name(cls) == name:
-            return cls
+    cls = torch_nn_class(name)
+    if cls is not None:
+        return cls
     key = (name, tuple(bases))
     if key not in _MIRROR_CLASSES:
         short = name.rsplit(".", 1)[-1]
@@ -368,9 +367,9 @@ class Remote:
                             m.__dict__["_remote"] = (target, None)
                     _attach(target, nodes)
                     target.tracker = Tracker(nodes, locations(description))
+        except ForeignLayerError as err:  # the student's doing, not a broken sandbox: the call fails
+            raise TypeError(f"{label}: {err} (the module is unchanged)") from None
         except (ModuleError, ValueError, TypeError, KeyError, RuntimeError) as err:
-            if isinstance(err, ModuleError) and str(err).startswith("only torch.nn layers"):
-                raise TypeError(f"{label}: {err} (the module is unchanged)") from None
             self._reject(label, err)
 
     def _decode_hook(self, upload_trackers, opt_objects):

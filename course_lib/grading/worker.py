@@ -99,7 +99,8 @@ class Objects:
         for body in request.get("uploads", []):
             description = modules.validate(wire.decode(body, grad=[]))
             nodes = modules.rebuild(description, _trusted_class)
-            self.uploads.append(modules.Tracker(nodes, modules.locations(description), watch_structure=True))
+            shape = modules.structure(*modules.describe(nodes[0]))  # of the rebuilt nodes themselves
+            self.uploads.append(modules.Tracker(nodes, modules.locations(description), shape))
         self.optimizers = []
         for body in request.get("optimizers", []):
             spec = wire.decode(body)
@@ -147,7 +148,8 @@ class Objects:
                              "(return tensors, numbers, strings, lists, tuples, dicts or modules)")
 
     def _track(self, handle: int, description: dict, nodes: list, modules) -> None:
-        self.modules[handle] = modules.Tracker(nodes, modules.locations(description), watch_structure=True)
+        self.modules[handle] = modules.Tracker(nodes, modules.locations(description),
+                                               modules.structure(description, nodes))
         for i, node in enumerate(nodes):
             self.where.setdefault(id(node), (handle, i))
 
