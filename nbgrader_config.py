@@ -13,7 +13,7 @@ c.Execute.timeout = 120
 # Warnings (torch, numpy, a stray print to sys.stderr) must not cost points: nbgrader scores any
 # stderr output in a test cell as a failure, so right after execution stderr becomes ordinary output
 # marked "[stderr]" (still shown in the feedback). Exceptions still score zero.
-from course_lib.grading.nbgrader_plugins import autograde_preprocessors, feedback_preprocessors  # noqa: E402
+from course_lib.grading.autograder.nbgrader_plugins import autograde_preprocessors, feedback_preprocessors  # noqa: E402
 
 c.Autograde.autograde_preprocessors = autograde_preprocessors()
 

@@ -99,3 +99,40 @@ def activation_stds(scheme: str, activation: nn.Module, depth: int = 30, width: 
         stds.append(z.std())
         x = activation(z)
     return torch.stack(stds)
+
+
+def deep_mlp(activation: type[nn.Module], depth: int, width: int, in_features: int | None = None,
+             num_classes: int = 10, scheme: str | float | None = None) -> nn.Sequential:
+    """``[Flatten →] depth × (Linear → activation) → Linear(width, num_classes)``: the network of the
+    vanishing-gradient experiments (chapters 0 and 4).
+
+    Args:
+        activation: the class of the non-linearity, e.g. ``nn.Sigmoid``.
+        in_features: the first layer's inputs (``None``: ``width``, and no ``Flatten``).
+        scheme: the hidden layers' initialisation: ``None`` PyTorch's default; a name of :data:`SCHEMES`
+            (:func:`init_`, biases 0); a float: weights from :math:`N(0, \\text{scheme}^2)`, default biases.
+            Each layer is initialised as soon as it is made, so the draws follow the layer order.
+    """
+    layers: list[nn.Module] = [] if in_features is None else [nn.Flatten()]
+    for i in range(depth):
+        linear = nn.Linear(in_features if i == 0 and in_features is not None else width, width)
+        if isinstance(scheme, str):
+            init_(linear.weight, scheme)
+            nn.init.zeros_(linear.bias)
+        elif scheme is not None:
+            nn.init.normal_(linear.weight, std=float(scheme))
+        layers += [linear, activation()]
+    return nn.Sequential(*layers, nn.Linear(width, num_classes))
+
+
+def layer_gradient_norms(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> list[float]:
+    """``‖∂L/∂W_l‖`` (Frobenius) of every ``nn.Linear`` but the output layer, from the input side, for the
+    cross-entropy ``L`` of ``model(inputs)`` against ``targets``. Geometric decay with ``l`` is the
+    vanishing gradient: each layer multiplies the backward signal by ``W^T diag(σ'(z))``.
+
+    The gradients are computed with ``torch.autograd.grad``: ``model``'s ``.grad`` fields are untouched.
+    """
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)][:-1]
+    loss = nn.functional.cross_entropy(model(inputs), targets)
+    grads = torch.autograd.grad(loss, [m.weight for m in linears])
+    return [g.norm().item() for g in grads]

@@ -24,7 +24,7 @@ import a2_architectures as bank  # noqa: E402
 from course_lib.grading import (BlockCase, CheckFailure, InceptionCase, SeparableCase, check_basic_block,  # noqa: E402
                                 check_bottleneck, check_conv_costs, check_depthwise_separable, check_inception,
                                 check_model_file)
-from course_lib.grading.architecture_checks import load_weights  # noqa: E402
+from course_lib.grading.weights import load_state_dict_file  # noqa: E402
 from course_lib.models.googlenet import Inception  # noqa: E402
 from course_lib.models.mobilenet import DepthwiseSeparableConv  # noqa: E402
 from course_lib.models.resnet import BasicBlock, Bottleneck  # noqa: E402
@@ -46,7 +46,7 @@ class _NoBN2(BasicBlock):
 
     def forward(self, x):
         out = self.relu(self.bn1(self.conv1(x)))
-        return self.relu(self.conv2(out) + self.shortcut(x))
+        return self.relu(self.conv2(out) + self.downsample(x))
 
 
 class _ReluBeforeAdd(BasicBlock):
@@ -54,7 +54,7 @@ class _ReluBeforeAdd(BasicBlock):
 
     def forward(self, x):
         out = self.relu(self.bn1(self.conv1(x)))
-        return self.relu(self.bn2(self.conv2(out))) + self.shortcut(x)
+        return self.relu(self.bn2(self.conv2(out))) + self.downsample(x)
 
 
 @pytest.mark.parametrize("wrong, message", [
@@ -94,13 +94,13 @@ def test_weights_are_never_unpickled(tmp_path):
     with open(tmp_path / "evil.pt", "wb") as f:
         pickle.dump({"w": _Evil()}, f)
     with pytest.raises(CheckFailure, match=r"not a plain state_dict: it cannot be read with torch.load\(weights_only=True\)"):
-        load_weights(tmp_path / "evil.pt")
+        load_state_dict_file(tmp_path / "evil.pt")
     assert not (tmp_path / "pwned").exists(), "the grader executed code from a submitted file"
     torch.save(nn.Linear(2, 2), tmp_path / "model.pt")  # a whole model, as torch.save(model, ...) writes it
     with pytest.raises(CheckFailure, match="the grader never unpickles code"):
-        load_weights(tmp_path / "model.pt")
-    with pytest.raises(CheckFailure, match="no file missing.pt next to the notebook"):
-        load_weights(tmp_path / "missing.pt")
+        load_state_dict_file(tmp_path / "model.pt")
+    with pytest.raises(CheckFailure, match="no weights file missing.pt next to the notebook"):
+        load_state_dict_file(tmp_path / "missing.pt")
 
 
 def test_weights_load_from_state_dict_and_safetensors(tmp_path):

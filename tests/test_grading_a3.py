@@ -174,7 +174,7 @@ def test_model_balanced_accuracy_never_unpickles(tmp_path):
     torch.save(build(), tmp_path / "whole.pt")  # a whole model, as torch.save(model, ...) writes it
     with pytest.raises(CheckFailure, match=r"not a plain state_dict: it cannot be read with torch.load\(weights_only=True\)"):
         check_model_balanced_accuracy(build, tmp_path / "whole.pt", torch.rand(4, 1, 1, 3), torch.arange(4) % 3, 0.5)
-    with pytest.raises(CheckFailure, match="no file missing.pt next to the notebook"):
+    with pytest.raises(CheckFailure, match="no weights file missing.pt next to the notebook"):
         check_model_balanced_accuracy(build, tmp_path / "missing.pt", torch.rand(4, 1, 1, 3), torch.arange(4) % 3, 0.5)
 
 

@@ -19,7 +19,7 @@ from banks.a4_attention_segmentation import (ASSIGNMENT, EXPECTED, FEEDBACK_MESS
 from grading_support import (assert_exact_scores, assert_feedback_shows, autograde, grade_id, graded_points,
                              make_course, read_notebook)
 
-from course_lib.grading import CheckFailure, load_weights
+from course_lib.grading import CheckFailure, load_state_dict_file
 from course_lib.grading.segmentation_checks import SEGMENTATION_TASK
 
 pytestmark = pytest.mark.slow
@@ -88,17 +88,17 @@ def test_weights_are_loaded_without_unpickling(pickled_model, tmp_path):
     from safetensors.torch import save_file
 
     with pytest.raises(CheckFailure, match=r"weights_only=True\), so it is not graded.*torch.save\(model.state_dict\(\), path\)"):
-        load_weights(pickled_model)
+        load_state_dict_file(pickled_model)
     with pytest.raises(CheckFailure, match="no weights file"):
-        load_weights(tmp_path / "missing.pt")
+        load_state_dict_file(tmp_path / "missing.pt")
     state = {"w": torch.arange(3.0)}
     save_file(state, str(tmp_path / "w.safetensors"))
     torch.save(state, tmp_path / "w.pt")
     for name in ("w.safetensors", "w.pt"):
-        assert torch.equal(load_weights(tmp_path / name)["w"], state["w"])
+        assert torch.equal(load_state_dict_file(tmp_path / name)["w"], state["w"])
     torch.save([torch.zeros(1)], tmp_path / "list.pt")
     with pytest.raises(CheckFailure, match="must hold a state_dict"):
-        load_weights(tmp_path / "list.pt")
+        load_state_dict_file(tmp_path / "list.pt")
 
 
 def test_reference_model_clears_the_threshold_and_an_untrained_one_does_not(reference_weights, tmp_path):

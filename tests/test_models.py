@@ -291,3 +291,18 @@ def test_make_divisible_matches_torchvision():
 
     for value in [3.2, 16, 24 * 1.1, 40 * 1.1, 44.8, 320 * 1.4, 1000]:
         assert models.make_divisible(value) == _make_divisible(value, 8), value
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
+def test_torchvision_resnet_state_dict_loads_strictly(name):
+    """Layers named as torchvision's (``conv1``, ``layer1``, a block's ``downsample``): its randomly initialised
+    state_dict loads with ``strict=True`` and both networks compute the same logits. Catches a renamed layer
+    (``shortcut``, ``stem``) or a block wired differently."""
+    torch.manual_seed(0)
+    theirs = getattr(torchvision.models, name)().eval()
+    ours = getattr(models, name)().eval()
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), theirs(x))
+    assert ours.stem[0] is ours.conv1 and ours.stages[1] is ours.layer2

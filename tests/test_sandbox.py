@@ -31,9 +31,9 @@ import shutil
 from conftest import ROOT
 from submission_bank import ASSIGNMENT, POINTS, RELEASE, solution_code
 
-from course_lib.grading import cli, sandbox, wire
+from course_lib.grading.autograder import cli, jail, protocol
 
-ROOT_ONLY = pytest.mark.skipif(not sandbox.can_isolate(),
+ROOT_ONLY = pytest.mark.skipif(not jail.can_isolate(),
                                reason="the sandbox needs root (namespaces, another user); CI runs as root")
 SECRET_ENV = "GRADER_API_TOKEN"
 SECRET = "tok-5f1c0ffee-do-not-leak"
@@ -214,7 +214,7 @@ def _notebook(cells: dict[str, str]) -> str:
 
 def _sandbox_uids_running() -> list[str]:
     out = subprocess.run(["ps", "-eo", "uid=,pid=,args="], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if int(line.split()[0]) >= sandbox.SANDBOX_UID_BASE]
+    return [line for line in out.splitlines() if int(line.split()[0]) >= jail.SANDBOX_UID_BASE]
 
 
 @pytest.fixture(scope="module")
@@ -274,7 +274,7 @@ def test_wire_round_trip_and_exact_types():
               torch.arange(6, dtype=torch.float32).reshape(2, 3), torch.tensor([True, False]),
               torch.zeros(0, 3, dtype=torch.int64), torch.ones(2, dtype=torch.bfloat16), torch.Size([2, 3])]
     for value in values:
-        back = wire.decode(json.loads(json.dumps(wire.encode(value))))
+        back = protocol.decode(json.loads(json.dumps(protocol.encode(value))))
         if isinstance(value, torch.Tensor):
             assert type(back) is torch.Tensor and back.dtype == value.dtype and torch.equal(back, value)
         elif isinstance(value, float) and value != value:
@@ -289,13 +289,13 @@ def test_wire_round_trip_and_exact_types():
 
     for bad in (Anything(1), torch.zeros(1).as_subclass(type("T", (torch.Tensor,), {})), object(), {1: 2},
                 Payload()):
-        with pytest.raises(wire.WireError):
-            wire.encode(bad)
+        with pytest.raises(protocol.WireError):
+            protocol.encode(bad)
     for malformed in ({"__tensor__": {"dtype": "float32", "shape": [2], "data": "AAAA"}},
                       {"__tensor__": {"dtype": "object", "shape": [1], "data": ""}}, {"__pickle__": "x"},
                       {"a": 1, "b": 2}, {"__tensor__": {"dtype": "float32", "shape": [-1], "data": ""}}):
-        with pytest.raises((wire.WireError, ValueError)):
-            wire.decode(malformed)
+        with pytest.raises((protocol.WireError, ValueError)):
+            protocol.decode(malformed)
 
 
 @ROOT_ONLY
@@ -359,7 +359,7 @@ def test_floods_are_capped(attacked):
 
 # ------------------------------------------------------------------------------------------------------------
 # Attacks on a class-based assignment: assignment 4, whose tests build the student's modules (remote
-# modules, course_lib.grading.remote) and read a submitted weights file. Each attacker is the correct
+# modules, course_lib.grading.autograder.proxy) and read a submitted weights file. Each attacker is the correct
 # solution except its squeeze-excitation cell (the attack) and, for some, its weights file; the trained
 # U-Net part is left undone by everyone (raises NotImplementedError), so no submission trains for minutes.
 A4 = "a4_attention_segmentation"
@@ -403,15 +403,15 @@ for name in dir(g):
     # the worker's own description of the module is forged to look like torchvision's layer (so that the
     # reference weights load into the mirror), while the module that computes stays the student's
     "forged_description": """
-import torchvision, course_lib.grading.modules as modules
-real_describe = modules.describe
+import torchvision, course_lib.grading.autograder.module_codec as module_codec
+real_describe = module_codec.describe
 def describe(module):
     if type(module).__name__ != "SqueezeExcitation":
         return real_describe(module)
     description, nodes = real_describe(torchvision.ops.SqueezeExcitation(module.c, module.s))
     nodes[0] = module
     return description, nodes
-modules.describe = describe
+module_codec.describe = describe
 class SqueezeExcitation(nn.Module):
     def __init__(self, input_channels, squeeze_channels):
         super().__init__()
@@ -421,8 +421,8 @@ class SqueezeExcitation(nn.Module):
 """,
     # replies forged on the wire: a module made earlier in place of a new one, a malformed module as the output
     "forged_replies": """
-import course_lib.grading.wire as wire
-real_encode = wire.encode
+import course_lib.grading.autograder.protocol as protocol
+real_encode = protocol.encode
 made = []
 def encode(value, depth=0, hook=None):
     if getattr(value, "forge", False):
@@ -432,7 +432,7 @@ def encode(value, depth=0, hook=None):
         if len(made) > 1:
             return {"__remote_handle__": [1, 0]}
     return real_encode(value, depth, hook)
-wire.encode = encode
+protocol.encode = encode
 """ + SE_HEAD + """
     def forward(self, x):
         y = x.clone()

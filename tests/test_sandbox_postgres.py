@@ -20,12 +20,12 @@ import pytest
 from conftest import ROOT
 from submission_bank import ASSIGNMENT, POINTS, RELEASE, solution_code
 
-from course_lib.grading import cli, sandbox
+from course_lib.grading.autograder import cli, jail
 
 BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not BIN, reason="PostgreSQL is not installed (Debian package postgresql)"),
-              pytest.mark.skipif(not sandbox.can_isolate(), reason="needs root: runs PostgreSQL as its own user "
+              pytest.mark.skipif(not jail.can_isolate(), reason="needs root: runs PostgreSQL as its own user "
                                  "and the sandbox; CI runs as root")]
 
 

@@ -2,7 +2,7 @@
 
 Each case defines student code (a correct answer or a plausible wrong one) and a check call. The code
 runs twice: in this interpreter (the check gets the real functions and classes) and in a sandboxed
-worker (the check gets :class:`~course_lib.grading.sandbox_grade.RemoteFunction` /
+worker (the check gets :class:`~course_lib.grading.autograder.session.RemoteFunction` /
 ``RemoteClass`` proxies and remote modules). Both runs must end the same way: both pass, or both
 raise the same exception with the same message. All cases share one worker, so the file stays fast.
 """
@@ -19,13 +19,13 @@ import pytest
 import torch
 
 import course_lib.grading as grading
-import course_lib.grading.remote  # noqa: F401 - grading.remote.StudentModule
+import course_lib.grading.autograder.mirror  # noqa: F401 - grading.autograder.mirror.StudentModule
 from conftest import ROOT
 from grading_support import check_outcome
 
 from course_lib.grading import BlockCase, MaskCase, SECase
-from course_lib.grading.sandbox import Limits
-from course_lib.grading.sandbox_grade import Session, proxies
+from course_lib.grading.autograder.jail import Limits
+from course_lib.grading.autograder.session import Session, proxies
 
 ASSIGNMENTS = ("a2_architectures", "a4_attention_segmentation", "a5_gans")
 
@@ -272,7 +272,7 @@ def test_a_mirror_has_the_layers_and_types_of_the_module(sides):
         if type(a).__module__.startswith("torch.nn"):
             assert type(b) is type(a)  # torch.nn layers are mirrored by their own class
         else:
-            assert type(b).__name__ == type(a).__name__ and isinstance(b, grading.remote.StudentModule)
+            assert type(b).__name__ == type(a).__name__ and isinstance(b, grading.autograder.mirror.StudentModule)
     assert {k: v.shape for k, v in theirs.state_dict().items()} == {k: v.shape for k, v in mine.state_dict().items()}
     assert isinstance(theirs, remote["UNet"]) and not isinstance(theirs, remote["Up"])
     ups = [m for m in theirs.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
@@ -283,17 +283,17 @@ def test_a_mirror_has_the_layers_and_types_of_the_module(sides):
 
 
 def test_descriptions_from_the_worker_are_checked():
-    from course_lib.grading import modules, wire
-    from course_lib.grading.remote import resolve_mirror
+    from course_lib.grading.autograder import module_codec, protocol
+    from course_lib.grading.autograder.mirror import resolve_mirror
 
     block = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3), torch.nn.BatchNorm2d(3))
     block[1].weight = block[0].bias  # shared: one tensor, two places
-    description, _ = modules.describe(block)
-    back = modules.validate(wire.decode(json.loads(json.dumps(wire.encode(description))), grad=[]))
-    nodes = modules.rebuild(back, resolve_mirror)
+    description, _ = module_codec.describe(block)
+    back = module_codec.validate(protocol.decode(json.loads(json.dumps(protocol.encode(description))), grad=[]))
+    nodes = module_codec.rebuild(back, resolve_mirror)
     assert nodes[1].bias is nodes[2].weight and type(nodes[1]) is torch.nn.Conv2d and nodes[1].stride == (1, 1)
 
-    d = wire.decode(wire.encode(description), grad=[])
+    d = protocol.decode(protocol.encode(description), grad=[])
     for mutate in (lambda d: d["nodes"][1]["children"].append(["loop", 0]),       # back to the root
                    lambda d: d["nodes"][1]["children"].append(["loop", 1]),       # a cycle
                    lambda d: d["nodes"][1]["attrs"].update(secret=object()),      # not plain data
@@ -303,16 +303,16 @@ def test_descriptions_from_the_worker_are_checked():
                    lambda d: d["nodes"][1].update({"class": "os.system('x')"})):
         bad = copy.deepcopy(d)
         mutate(bad)
-        with pytest.raises(modules.ModuleError):
-            modules.validate(bad)
+        with pytest.raises(module_codec.ModuleError):
+            module_codec.validate(bad)
     assert resolve_mirror("torch.nn.modules.conv.Conv2d") is torch.nn.Conv2d
     d["nodes"][1]["bases"].append(7)
-    with pytest.raises(modules.ModuleError):
-        modules.validate(d)
+    with pytest.raises(module_codec.ModuleError):
+        module_codec.validate(d)
     d["nodes"][1]["bases"].pop()
     for spoof in ("__main__.Conv2d", "torch.nn.modules.linear.Conv2d", "torch.nn.modules.conv.F"):
-        assert issubclass(resolve_mirror(spoof), grading.remote.StudentModule)
+        assert issubclass(resolve_mirror(spoof), grading.autograder.mirror.StudentModule)
     # an attribute may not hide a method of the class in the mirror
     d2 = copy.deepcopy(d)
     d2["nodes"][1]["attrs"]["parameters"] = 0
-    assert callable(modules.rebuild(modules.validate(d2), resolve_mirror)[1].parameters)
+    assert callable(module_codec.rebuild(module_codec.validate(d2), resolve_mirror)[1].parameters)

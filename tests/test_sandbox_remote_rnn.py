@@ -23,8 +23,9 @@ from conftest import ROOT
 from grading_support import check_outcome
 
 from course_lib.grading import RNN_FROM_SCRATCH, ClipCase
-from course_lib.grading.sandbox import Limits
-from course_lib.grading.sandbox_grade import Session, proxies
+from course_lib.grading.autograder.jail import Limits
+from course_lib.grading.compare import is_sandbox_ready
+from course_lib.grading.autograder.session import Session, proxies
 
 
 def _cells() -> dict[str, str]:
@@ -152,4 +153,5 @@ def test_cases_cover_passes_and_failures(sides, monkeypatch):
             kwargs = {**kwargs, "images": IMAGES, "labels": labels}
         outcomes.setdefault(check, set()).add(check_outcome(check, tuple(local[n] for n in names), kwargs)[0])
     assert all(o == {"passed", "CheckFailure"} for o in outcomes.values()), outcomes
-    assert set(outcomes) == {n for n in grading.sandbox_grade.SANDBOX_READY_CHECKS if n in dir(grading.rnn_checks)}
+    assert set(outcomes) == {n for module in (grading.rnn_checks, grading.sequence_checks)
+                             for n, f in vars(module).items() if is_sandbox_ready(f)}

@@ -20,9 +20,9 @@ import course_lib.grading as grading
 from conftest import ROOT
 from grading_support import check_outcome
 
-from course_lib.grading.sandbox import Limits
+from course_lib.grading.autograder.jail import Limits
 from course_lib.models.fashion_cnn import fashion_cnn_large, fashion_cnn_small
-from course_lib.grading.sandbox_grade import Session, proxies, unsupported
+from course_lib.grading.autograder.session import Session, proxies, unsupported
 
 # an untrained network answers one class on noise: sklearn warns, the verdicts are still exact
 pytestmark = pytest.mark.filterwarnings("ignore:(A single label|y_pred contains classes):UserWarning")
@@ -156,16 +156,16 @@ def test_assignment_3_is_sandbox_ready():
 
 
 def test_generators_cross_as_their_state():
-    from course_lib.grading import wire
+    from course_lib.grading.autograder import protocol
 
     g = torch.Generator().manual_seed(5)
     torch.rand(7, generator=g)
-    back = wire.decode(json.loads(json.dumps(wire.encode(g))))
+    back = protocol.decode(json.loads(json.dumps(protocol.encode(g))))
     assert type(back) is torch.Generator and back is not g
     assert torch.equal(torch.rand(4, generator=back), torch.rand(4, generator=g))
     for bad in ({"dtype": "uint8", "shape": [3], "data": "AAAA"}, {"dtype": "float32", "shape": [1], "data": "AAAAAA=="}):
-        with pytest.raises(wire.WireError):
-            wire.decode({"__generator__": bad})
+        with pytest.raises(protocol.WireError):
+            protocol.decode({"__generator__": bad})
 
 
 def test_python_numpy_and_torch_random_states_travel_both_ways(sides):
@@ -188,16 +188,16 @@ def test_python_numpy_and_torch_random_states_travel_both_ways(sides):
 
 
 def test_a_malformed_random_state_is_refused():
-    from course_lib.grading import wire
+    from course_lib.grading.autograder import protocol
 
-    good = wire.decode(json.loads(json.dumps(wire.encode(wire.random_states()))))
-    wire.set_random_states(good)
+    good = protocol.decode(json.loads(json.dumps(protocol.encode(protocol.random_states()))))
+    protocol.set_random_states(good)
     for key, mutate in (("python", lambda s: s["python"].__setitem__(1, s["python"][1][:-1])),
                         ("numpy", lambda s: s["numpy"].__setitem__(0, "PCG64")),
                         ("numpy", lambda s: s["numpy"][1].__setitem__(0, 2**40)),
                         ("torch", lambda s: s.__setitem__("torch", s["torch"].float())),
                         ("keys", lambda s: s.pop("numpy"))):
-        bad = wire.decode(json.loads(json.dumps(wire.encode(wire.random_states()))))
+        bad = protocol.decode(json.loads(json.dumps(protocol.encode(protocol.random_states()))))
         mutate(bad)
-        with pytest.raises(wire.WireError, match=key):
-            wire.set_random_states(bad)
+        with pytest.raises(protocol.WireError, match=key):
+            protocol.set_random_states(bad)

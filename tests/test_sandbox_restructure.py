@@ -17,10 +17,10 @@ import pytest
 import torch
 from torch import nn
 
-from course_lib.grading import modules, wire
-from course_lib.grading.remote import StudentModule, resolve_mirror
-from course_lib.grading.sandbox import Limits
-from course_lib.grading.sandbox_grade import Session, proxies
+from course_lib.grading.autograder import module_codec, module_sync, protocol
+from course_lib.grading.autograder.mirror import StudentModule, resolve_mirror
+from course_lib.grading.autograder.jail import Limits
+from course_lib.grading.autograder.session import Session, proxies
 from course_lib.models.fashion_cnn import fashion_cnn_small
 
 CODE = [textwrap.dedent("""
@@ -152,22 +152,22 @@ def test_a_tensor_tied_to_another_layer(remote):
 
 # --------------------------------------------------------------------------------------------- no sandbox
 def _described(module):
-    description, nodes = modules.describe(module)
-    return modules.validate(wire.decode(json.loads(json.dumps(wire.encode(description))), grad=[])), nodes
+    description, nodes = module_codec.describe(module)
+    return module_codec.validate(protocol.decode(json.loads(json.dumps(protocol.encode(description))), grad=[])), nodes
 
 
 def test_restructure_keeps_the_objects_it_can():
     old = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
-    mirror = modules.rebuild(_described(old)[0], resolve_mirror)
-    weight = mirror[1].weight
+    copy_here = module_codec.rebuild(_described(old)[0], resolve_mirror)
+    weight = copy_here[1].weight
     new = copy.deepcopy(old)
     new[2] = nn.Linear(8, 5)
     with torch.no_grad():
         new[0].weight.add_(1)
     description, nodes = _described(new)
     provenance = [0, 1, 2, None]
-    out = modules.restructure(mirror, description, provenance, modules.torch_class)
-    assert out[0] is mirror[0] and out[0][0] is out[1] and out[1].weight is weight
+    out = module_sync.restructure(copy_here, description, provenance, module_codec.torch_class)
+    assert out[0] is copy_here[0] and out[0][0] is out[1] and out[1].weight is weight
     torch.testing.assert_close(weight, new[0].weight)
     assert out[0][2] is out[3] and out[3].out_features == 5
 
@@ -186,17 +186,17 @@ def test_a_forged_provenance_is_refused_and_changes_nothing(provenance, why):
     new[2] = nn.Linear(8, 5)
     description, _ = _described(new)
     nodes = [old] + list(old)
-    with pytest.raises(modules.ModuleError, match=why):
-        modules.restructure(nodes, description, provenance, modules.torch_class)
+    with pytest.raises(module_codec.ModuleError, match=why):
+        module_sync.restructure(nodes, description, provenance, module_codec.torch_class)
     assert [type(m) for m in old] == [type(m) for m in before] and old[2].out_features == 3
 
 
 def test_only_torch_layers_by_their_exact_name():
-    assert modules.torch_class("torch.nn.modules.linear.Linear") is nn.Linear
+    assert module_codec.torch_class("torch.nn.modules.linear.Linear") is nn.Linear
     for name in ("__main__.Linear", "torch.nn.modules.conv.Linear", "course_lib.models.fashion_cnn.FashionCNN",
                  "torch.nn.modules.module.Module.__subclasses__"):
-        with pytest.raises(modules.ModuleError, match="only torch.nn layers"):
-            modules.torch_class(name)
+        with pytest.raises(module_codec.ModuleError, match="only torch.nn layers"):
+            module_codec.torch_class(name)
 
 
 # --------------------------------------------------------------------------------------------- forged replies
@@ -207,13 +207,13 @@ FORGER = textwrap.dedent("""
         worker = sys.modules["__main__"]  # the worker module itself: the student can patch it
         real = worker.Objects.finish
 
-        def finish(self, reply, wire, modules):
-            real(self, reply, wire, modules)
-            description, nodes = modules.describe(self.uploads[0].nodes[0])
+        def finish(self, reply):
+            real(self, reply)
+            description, nodes = worker.module_codec.describe(self.uploads[0].nodes[0])
             if evil_class:
                 description["nodes"][-1]["class"] = evil_class
             order = provenance or [0] + [None] * (len(nodes) - 1)
-            reply["restructure"] = [["u", 0, wire.encode({"module": description, "provenance": order})]]
+            reply.restructure = [["u", 0, worker.protocol.encode({"module": description, "provenance": order})]]
             worker.Objects.finish = real
 
         worker.Objects.finish = finish
@@ -222,7 +222,7 @@ FORGER = textwrap.dedent("""
 
 
 @pytest.mark.parametrize("evil_class, provenance, error", [
-    ("course_lib.grading.cli.Anything", None, "only torch.nn layers"),       # a class the grader would import
+    ("course_lib.grading.autograder.cli.Anything", None, "only torch.nn layers"),       # a class the grader would import
     (None, "swapped", "cannot accept"),                                     # a ReLU claiming to be a Conv2d
 ])
 def test_a_forged_restructure_changes_nothing_of_the_graders(evil_class, provenance, error):

@@ -1,5 +1,5 @@
 """Checks shared by the assignments' visible tests, their hidden tests, the student's self-check
-and the project's own tests — plus the instructor's nbgrader commands (:mod:`course_lib.grading.cli`).
+and the project's own tests — plus the instructor's nbgrader commands (:mod:`course_lib.grading.autograder.cli`).
 
 A check takes the student's callable, compares it with PyTorch's own op on seeded inputs and raises
 :class:`CheckFailure` with the case, its inputs and the difference (shape, dtype, values with the
@@ -22,9 +22,9 @@ from course_lib.grading.training_checks import (AUGMENT_CASES, BALANCE_CASES, SC
 from course_lib.grading.compare import (FROM_SCRATCH, TOLERANCES, CheckFailure, ForbiddenCall, describe_difference,
                                         tolerance)
 from course_lib.grading.rnn_checks import (BPTT_CASES, CELL_CASES, CLIP_CASES, RNN_FROM_SCRATCH, BPTTCase, CellCase,
-                                           ClipCase, check_classifier_accuracy, check_clip_grad_norm, check_gru_cell,
-                                           check_lstm_cell, check_rnn_backward, check_rnn_cell,
-                                           build_classifier, check_sequence_classifier, load_state_dict_file)
+                                           ClipCase, check_clip_grad_norm, check_gru_cell, check_lstm_cell,
+                                           check_rnn_backward, check_rnn_cell)
+from course_lib.grading.sequence_checks import build_classifier, check_classifier_accuracy, check_sequence_classifier
 from course_lib.grading.conv_checks import (CONV_CASES, SIZE_CASES, ConvCase, SizeCase, check_conv2d,
                                             check_conv2d_backward, check_conv_output_size, check_im2col)
 from course_lib.grading.attention_checks import (ATTENTION_CASES, SE_CASES, AttentionCase, SECase,
@@ -34,10 +34,10 @@ from course_lib.grading.gan_checks import (LOSS_CASES, NET_CASES, STEP_CASES, TR
                                            check_generator, check_short_training, check_train_step)
 from course_lib.grading.pool_checks import (POOL_CASES, PoolCase, check_avg_pool2d, check_avg_pool2d_backward,
                                             check_max_pool2d, check_max_pool2d_backward)
+from course_lib.grading.weights import load_state_dict_file
 from course_lib.grading.segmentation_checks import (DICE_CASES, IOU_CASES, SEGMENTATION_MIN_IOU, SEGMENTATION_TASK,
                                                     UNET_CASES, MaskCase, SegmentationTask, UNetCase, check_mean_iou,
-                                                    check_segmentation_model, check_soft_dice_loss, check_unet_shapes,
-                                                    load_weights)
+                                                    check_segmentation_model, check_soft_dice_loss, check_unet_shapes)
 
 __all__ = [
     "FROM_SCRATCH", "TOLERANCES", "CheckFailure", "ForbiddenCall", "describe_difference", "tolerance",
@@ -57,7 +57,7 @@ __all__ = [
     "SECase", "AttentionCase", "SE_CASES", "ATTENTION_CASES", "check_squeeze_excitation", "check_spatial_softmax",
     "check_attention_pool", "UNetCase", "MaskCase", "SegmentationTask", "UNET_CASES", "DICE_CASES", "IOU_CASES",
     "SEGMENTATION_TASK", "SEGMENTATION_MIN_IOU", "check_unet_shapes", "check_soft_dice_loss", "check_mean_iou",
-    "check_segmentation_model", "load_weights",
+    "check_segmentation_model",
     # assignment 5
     "NetCase", "LossCase", "StepCase", "TrainingCase", "NET_CASES", "LOSS_CASES", "STEP_CASES", "TRAINING_CASES",
     "check_generator", "check_discriminator", "check_gan_losses", "check_train_step", "check_short_training",

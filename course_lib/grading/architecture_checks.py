@@ -11,7 +11,6 @@ Inception module and the separable convolution, parameter counts by formula
 """
 from __future__ import annotations
 
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -21,11 +20,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_lib.counting import conv2d_num_params, count_mult_adds, count_parameters
-from course_lib.grading.compare import call_student, describe_difference, fail
-
-
-def _passed(check: str, n: int) -> None:
-    print(f"{check}: all {n} cases passed")
+from course_lib.data import load_fashion_mnist
+from course_lib.grading.compare import call_student, describe_difference, fail, passed, sandbox_ready
+from course_lib.grading.weights import load_state_dict_file
+from course_lib.train import predict
 
 
 # --------------------------------------------------------------------------- residual blocks
@@ -103,19 +101,16 @@ def _check_block(kind: str, student_cls: Callable, cases: Sequence[BlockCase]) -
             raise fail(check, case.name, params,
                        f"wrong number of parameters: expected {expected_n:,} (torchvision's {torchvision_name}, "
                        f"shortcut: {shortcut}, convolutions without bias), got {got_n:,}")
-        # Give the student's block the reference's random weights; the shortcut may be called
-        # `shortcut` (the chapter) or `downsample` (torchvision).
+        # Give the student's block the reference's random weights: its layers are named as torchvision's.
         _randomize(reference, case.seed)
-        to_reference = {k: ("downsample." + k[len("shortcut."):] if k.startswith("shortcut.") else k)
-                        for k in student.state_dict()}
-        missing = sorted(set(reference.state_dict()) - set(to_reference.values()))
-        unexpected = sorted(k for k, v in to_reference.items() if v not in reference.state_dict())
+        reference_state, names = reference.state_dict(), set(student.state_dict())
+        missing, unexpected = sorted(set(reference_state) - names), sorted(names - set(reference_state))
         if missing or unexpected:
             raise fail(check, case.name, params,
                        f"the block's layers are not named as in torchvision's {torchvision_name}: missing "
                        f"{missing}, unexpected {unexpected}. Name them {layers} and the projection "
-                       "`shortcut = nn.Sequential(conv 1x1, BatchNorm2d)`")
-        state = {k: reference.state_dict()[v] for k, v in to_reference.items()}
+                       "`downsample = nn.Sequential(conv 1x1, BatchNorm2d)`")
+        state = dict(reference_state)
         try:
             student.load_state_dict(state)
         except RuntimeError as err:
@@ -131,15 +126,17 @@ def _check_block(kind: str, student_cls: Callable, cases: Sequence[BlockCase]) -
             problem = describe_difference(got, expected, f"output in {mode}() mode")
             if problem:
                 raise fail(check, case.name, params, problem)
-    _passed(check, len(cases))
+    passed(check, len(cases))
 
 
+@sandbox_ready
 def check_basic_block(BasicBlock: Callable, cases: Sequence[BlockCase] = BASIC_CASES) -> None:
     """``BasicBlock(in_channels, channels, stride)`` against torchvision's ``BasicBlock`` (with a
     projection shortcut where the shape changes): parameter count, then outputs in eval and train mode."""
     _check_block("basic", BasicBlock, cases)
 
 
+@sandbox_ready
 def check_bottleneck(Bottleneck: Callable, cases: Sequence[BlockCase] = BOTTLENECK_CASES) -> None:
     """``Bottleneck(in_channels, channels, stride)`` (output ``4 * channels``, stride on the 3x3 conv)
     against torchvision's ``Bottleneck``."""
@@ -185,6 +182,7 @@ INCEPTION_CASES = (
 )
 
 
+@sandbox_ready
 def check_inception(Inception: Callable, cases: Sequence[InceptionCase] = INCEPTION_CASES) -> None:
     """The Inception module of GoogLeNet (Szegedy et al., 2015, Figure 2b): convolutions with bias,
     each followed by ReLU, ``[1x1 | 1x1 → 3x3 | 1x1 → 5x5 | 3x3 max pool (stride 1) → 1x1]``
@@ -234,7 +232,7 @@ def check_inception(Inception: Callable, cases: Sequence[InceptionCase] = INCEPT
         problem = describe_difference(got, expected, "output (branches concatenated in the order 1x1, 3x3, 5x5, pool)")
         if problem:
             raise fail(check, case.name, params, problem)
-    _passed(check, len(cases))
+    passed(check, len(cases))
 
 
 # --------------------------------------------------------------------------- depthwise-separable convolution
@@ -261,6 +259,7 @@ SEPARABLE_CASES = (
 )
 
 
+@sandbox_ready
 def check_depthwise_separable(DepthwiseSeparableConv: Callable, cases: Sequence[SeparableCase] = SEPARABLE_CASES) -> None:
     """MobileNet's block (Howard et al., 2017, Figure 3): depthwise 3x3 conv (``groups=in_channels``,
     padding 1, the stride) → BN → ReLU → pointwise 1x1 conv → BN → ReLU, convolutions without bias.
@@ -306,13 +305,14 @@ def check_depthwise_separable(DepthwiseSeparableConv: Callable, cases: Sequence[
         problem = describe_difference(got, expected)
         if problem:
             raise fail(check, case.name, params, problem)
-    _passed(check, len(cases))
+    passed(check, len(cases))
 
 
 #: ``(M, N, D_K, D_F)``: input and output channels, kernel size, output feature-map size.
 COST_CASES = ((8, 16, 3, 8), (32, 64, 3, 14), (3, 5, 5, 7))
 
 
+@sandbox_ready
 def check_conv_costs(conv_mult_adds: Callable, separable_mult_adds: Callable, separable_num_params: Callable,
                      cases: Sequence[tuple[int, int, int, int]] = COST_CASES) -> None:
     """The cost formulas of MobileNet (section 3.1) against counts measured on real layers.
@@ -340,38 +340,10 @@ def check_conv_costs(conv_mult_adds: Callable, separable_mult_adds: Callable, se
             if int(got) != value:
                 raise fail(check, label, params, f"{what}: expected {value:,} (measured on real nn.Conv2d layers), "
                            f"got {int(got):,} (off by a factor {int(got) / value:.4g})")
-    _passed(check, len(cases))
+    passed(check, len(cases))
 
 
 # --------------------------------------------------------------------------- a trained model from a file
-def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
-    """A submitted ``state_dict`` read WITHOUT unpickling code: ``torch.load(weights_only=True)``, or
-    safetensors for ``*.safetensors``. Anything else (a pickled model, a missing file) raises
-    :class:`~course_lib.grading.compare.CheckFailure` with what to do instead."""
-    path = Path(path)
-    save_hint = f"save only the weights: torch.save(model.state_dict(), {str(path)!r})"
-    if not path.is_file():
-        raise fail("load_weights", str(path), f"path={str(path)!r}",
-                   f"no file {path.name} next to the notebook: run the training cell (it writes it) and submit it "
-                   "with the notebook")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path), device="cpu")
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise fail("load_weights", str(path), f"path={str(path)!r}",
-                   f"{path.name} is not a plain state_dict: it cannot be read with torch.load(weights_only=True) "
-                   f"(the grader never unpickles code); {save_hint}. Loader said: {first}") from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise fail("load_weights", str(path), f"path={str(path)!r}",
-                   f"{path.name} holds a {type(state).__name__}, not a dict of tensors; {save_hint}")
-    return state
-
-
 def build_from_file(build_model: Callable, path: str | Path, check: str, contains: type | None = None) -> nn.Module:
     """``build_model()`` with the weights of ``path`` loaded strictly, in eval mode."""
     params = f"path={str(path)!r}"
@@ -381,7 +353,7 @@ def build_from_file(build_model: Callable, path: str | Path, check: str, contain
         raise fail(check, str(path), params, f"build_model() must return an nn.Module, got {type(model).__name__}")
     if contains is not None and not any(isinstance(m, contains) for m in model.modules()):
         raise fail(check, str(path), params, f"the network does not use your {contains.__name__}")
-    state = load_weights(path)
+    state = load_state_dict_file(path)
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
@@ -389,6 +361,7 @@ def build_from_file(build_model: Callable, path: str | Path, check: str, contain
     return model.float().eval()
 
 
+@sandbox_ready
 def check_model_file(build_model: Callable, path: str | Path, contains: type | None = None,
                      input_shape: tuple[int, ...] = (1, 28, 28), num_classes: int = 10) -> None:
     """The saved weights load safely into a fresh ``build_model()`` and it maps ``(N, *input_shape)``
@@ -401,15 +374,14 @@ def check_model_file(build_model: Callable, path: str | Path, contains: type | N
     if not isinstance(got, torch.Tensor) or tuple(got.shape) != (3, num_classes):
         shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
         raise fail(check, str(path), f"input {tuple(x.shape)}", f"expected logits of shape (3, {num_classes}), got {shape}")
-    _passed(check, 1)
+    passed(check, 1)
 
 
+@sandbox_ready
 def check_test_accuracy(build_model: Callable, path: str | Path, min_accuracy: float, contains: type | None = None) -> None:
     """Accuracy of the saved model on the whole Fashion-MNIST test set (10 000 images) must reach
     ``min_accuracy``. Returns nothing: nbgrader would take a number left as a test cell's value for
     its (partial) score."""
-    from course_lib.data import load_fashion_mnist
-    from course_lib.train import predict
 
     check = "check_test_accuracy"
     model = build_from_file(build_model, path, check, contains)
@@ -419,4 +391,4 @@ def check_test_accuracy(build_model: Callable, path: str | Path, min_accuracy: f
         raise fail(check, "Fashion-MNIST test set", f"path={str(path)!r}, 10000 images",
                    f"test accuracy {accuracy:.2%} is below the required {min_accuracy:.0%}")
     print(f"test accuracy {accuracy:.2%} (required {min_accuracy:.0%})")
-    _passed(check, 1)
+    passed(check, 1)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from course_lib.grading.compare import call_student, describe_difference, fail
+from course_lib.grading.compare import call_student, describe_difference, fail, passed, sandbox_ready
 
 
 @dataclass(frozen=True)
@@ -69,10 +69,7 @@ ATTENTION_CASES = (
 )
 
 
-def _passed(check: str, n: int) -> None:
-    print(f"{check}: all {n} cases passed")
-
-
+@sandbox_ready
 def check_squeeze_excitation(squeeze_excitation: Callable, cases: Sequence[SECase] = SE_CASES) -> None:
     """``squeeze_excitation(input_channels, squeeze_channels)`` (a class or a builder returning an
     ``nn.Module`` with sub-modules ``fc1``, ``fc2`` as in torchvision) against
@@ -109,7 +106,7 @@ def check_squeeze_excitation(squeeze_excitation: Callable, cases: Sequence[SECas
         problem = describe_difference(got, expected_out)
         if problem:
             raise fail(check, case.name, params, problem)
-    _passed(check, len(cases))
+    passed(check, len(cases))
 
 
 def _softmax_positions(scores: np.ndarray) -> np.ndarray:
@@ -118,6 +115,7 @@ def _softmax_positions(scores: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=(2, 3), keepdims=True)
 
 
+@sandbox_ready
 def check_spatial_softmax(spatial_softmax: Callable, cases: Sequence[AttentionCase] = ATTENTION_CASES) -> None:
     """``spatial_softmax(scores (N, 1, H, W)) -> weights (N, 1, H, W)``, summing to 1 over ``(H, W)``."""
     check = "check_spatial_softmax"
@@ -131,9 +129,10 @@ def check_spatial_softmax(spatial_softmax: Callable, cases: Sequence[AttentionCa
             problem += f"\n  your weights sum to {[round(float(s), 4) for s in sums]} over (H, W); they must sum to 1"
         if problem:
             raise fail(check, case.name, case.describe(), problem)
-    _passed(check, len(cases))
+    passed(check, len(cases))
 
 
+@sandbox_ready
 def check_attention_pool(attention_pool: Callable, cases: Sequence[AttentionCase] = ATTENTION_CASES) -> None:
     """``attention_pool(features (N, C, H, W), scores (N, 1, H, W)) -> (N, C)``: the softmax-weighted
     sum of the feature vectors over positions."""
@@ -146,4 +145,4 @@ def check_attention_pool(attention_pool: Callable, cases: Sequence[AttentionCase
         problem = describe_difference(got, expected, "pooled")
         if problem:
             raise fail(check, case.name, case.describe(), problem)
-    _passed(check, len(cases))
+    passed(check, len(cases))

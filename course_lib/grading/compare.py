@@ -53,7 +53,7 @@ class ForbiddenCall(RuntimeError):
 
 
 #: The names forbidden right now (a stack of :func:`forbidding` blocks); a sandboxed student
-#: function (:mod:`course_lib.grading.sandbox_grade`) forwards them to the worker that runs it.
+#: function (:mod:`course_lib.grading.autograder.session`) forwards them to the worker that runs it.
 _ACTIVE: list[tuple[str, ...]] = []
 
 
@@ -151,3 +151,25 @@ def call_student(check: str, case: str, params: str, forbidden, fn, *args, **kwa
             raise
         except Exception as err:  # the student's bug, reported with the input that triggered it
             raise fail(check, case, params, f"your function raised {type(err).__name__}: {err}") from err
+
+
+def sandbox_ready(check):
+    """Mark ``check`` as one that works through the sandbox's proxies (the autograder's
+    :func:`~course_lib.grading.autograder.session.unsupported` grades a test cell that calls it sandboxed).
+
+    Say so only once a test shows it passing and failing exactly as with direct calls: it hands the
+    student's functions plain data (tensors, numbers, tuples, dicts, CPU generators), the grader's
+    modules and optimizers, and gets back plain data or the student's modules (mirrored).
+    """
+    check.sandbox_ready = True
+    return check
+
+
+def is_sandbox_ready(check) -> bool:
+    """Whether ``check`` was marked with :func:`sandbox_ready`."""
+    return callable(check) and getattr(check, "sandbox_ready", False) is True
+
+
+def passed(check: str, cases: int, extra: str = "") -> None:
+    """What a check prints when every one of its ``cases`` passed (the student sees it under the cell)."""
+    print(f"{check}: all {cases} cases passed{extra}")

@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from course_lib.grading.compare import call_student, describe_difference, fail
+from course_lib.grading.compare import call_student, describe_difference, fail, passed, sandbox_ready
 
 
 @dataclass(frozen=True)
@@ -76,10 +76,7 @@ CONV_CASES = (
 )
 
 
-def _passed(check: str, n: int) -> None:
-    print(f"{check}: all {n} cases passed")
-
-
+@sandbox_ready
 def check_conv_output_size(conv_output_size: Callable, cases: Sequence[SizeCase] = SIZE_CASES) -> None:
     """The student's output-size formula against the length of a real ``F.conv1d`` output."""
     for number, case in enumerate(cases, 1):
@@ -97,9 +94,10 @@ def check_conv_output_size(conv_output_size: Callable, cases: Sequence[SizeCase]
             problem = f"wrong output size: expected {ref}, got {int(got)}"
         if problem:
             raise fail("check_conv_output_size", label, case.describe(), problem)
-    _passed("check_conv_output_size", len(cases))
+    passed("check_conv_output_size", len(cases))
 
 
+@sandbox_ready
 def check_im2col(im2col: Callable, cases: Sequence[ConvCase] = CONV_CASES, dtype=torch.float32,
                  device: str = "cpu", forbidden: Sequence[str] = ()) -> None:
     """``im2col(input, kernel_size, dilation, padding, stride)`` against ``F.unfold``: ``(N, C*kH*kW, L)``."""
@@ -112,9 +110,10 @@ def check_im2col(im2col: Callable, cases: Sequence[ConvCase] = CONV_CASES, dtype
         problem = describe_difference(got, expected, "columns")
         if problem:
             raise fail("check_im2col", case.name, params, problem)
-    _passed("check_im2col", len(cases))
+    passed("check_im2col", len(cases))
 
 
+@sandbox_ready
 def check_conv2d(conv2d: Callable, cases: Sequence[ConvCase] = CONV_CASES, dtype=torch.float32,
                  device: str = "cpu", forbidden: Sequence[str] = ()) -> None:
     """``conv2d(input, weight, bias, stride, padding, dilation)`` against ``F.conv2d``.
@@ -130,34 +129,35 @@ def check_conv2d(conv2d: Callable, cases: Sequence[ConvCase] = CONV_CASES, dtype
         problem = describe_difference(got, expected)
         if problem:
             raise fail("check_conv2d", case.name, params, problem)
-    _passed("check_conv2d", len(cases))
+    passed("check_conv2d", len(cases))
 
 
+@sandbox_ready
 def check_conv2d_backward(conv2d_backward: Callable, cases: Sequence[ConvCase] = CONV_CASES,
                           device: str = "cpu", forbidden: Sequence[str] = ()) -> None:
-    """``conv2d_backward(grad_output, input, weight, stride, padding, dilation) -> (grad_input, grad_weight)``
-    against autograd through ``F.conv2d``, in float64.
+    """``conv2d_backward(grad_output, input, weight, stride, padding, dilation) -> (grad_input, grad_weight,
+    grad_bias)`` (as :func:`course_lib.conv.conv2d_backward`) against autograd through ``F.conv2d``, in float64.
 
     For a loss ``L`` whose gradient at the output is ``grad_output``, the reference is
-    ``torch.autograd.grad((F.conv2d(x, w) * grad_output).sum(), (x, w))``.
+    ``torch.autograd.grad((F.conv2d(x, w, b) * grad_output).sum(), (x, w, b))``.
     """
     dtype = torch.float64
     for case in cases:
         x, w, _ = case.tensors(dtype, device)
         params = case.describe(dtype, device)
-        x.requires_grad_(True), w.requires_grad_(True)
-        out = F.conv2d(x, w, **case.geometry())
+        b = torch.zeros(w.shape[0], dtype=dtype, device=device)  # its gradient does not depend on its value
+        x.requires_grad_(True), w.requires_grad_(True), b.requires_grad_(True)
+        out = F.conv2d(x, w, b, **case.geometry())
         g = torch.Generator().manual_seed(case.seed + 1000)
         grad_output = torch.randn(out.shape, generator=g, dtype=dtype).to(device)
-        grad_x, grad_w = torch.autograd.grad(out, (x, w), grad_output)
-        x, w = x.detach(), w.detach()
+        expected = torch.autograd.grad(out, (x, w, b), grad_output)
         got = call_student("check_conv2d_backward", case.name, params, forbidden, conv2d_backward,
-                           grad_output, x, w, **case.geometry())
-        if not isinstance(got, (tuple, list)) or len(got) != 2:
-            problem = f"expected a pair (grad_input, grad_weight), got {type(got).__name__}"
+                           grad_output, x.detach(), w.detach(), **case.geometry())
+        if not isinstance(got, (tuple, list)) or len(got) != 3:
+            problem = f"expected a triple (grad_input, grad_weight, grad_bias), got {type(got).__name__}"
         else:
-            problem = (describe_difference(got[0], grad_x, "grad_input")
-                       or describe_difference(got[1], grad_w, "grad_weight"))
+            problem = next(filter(None, (describe_difference(v, e, what) for v, e, what in
+                                         zip(got, expected, ("grad_input", "grad_weight", "grad_bias")))), None)
         if problem:
             raise fail("check_conv2d_backward", case.name, params, problem)
-    _passed("check_conv2d_backward", len(cases))
+    passed("check_conv2d_backward", len(cases))

@@ -24,11 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_lib.grading.compare import call_student, describe_difference, fail
-
-
-def _passed(check: str, n: int, extra: str = "") -> None:
-    print(f"{check}: all {n} cases passed{extra}")
+from course_lib.data import load_fashion_mnist
+from course_lib.grading.compare import call_student, describe_difference, fail, passed, sandbox_ready
+from course_lib.models.dcgan import Discriminator, Generator
 
 
 def conv_size(size: int, m: nn.Conv2d, axis: int) -> int:
@@ -94,6 +92,7 @@ def _build(check, case, params, builder, *args, **kwargs) -> nn.Module:
     return model
 
 
+@sandbox_ready
 def check_generator(build_generator: Callable, cases: Sequence[NetCase] = NET_CASES) -> None:
     """``build_generator(z_dim, width)(z (N, z_dim))`` -> images ``(N, 1, 28, 28)`` in ``[-1, 1]``, made
     by transposed convolutions, different for different ``z``."""
@@ -116,9 +115,10 @@ def check_generator(build_generator: Callable, cases: Sequence[NetCase] = NET_CA
                        f"[{out.min().item():.3g}, {out.max().item():.3g}]")
         if case.batch > 1 and torch.allclose(out[0], out[1]):
             raise fail(check, case.name, params, "two different z gave the same image")
-    _passed(check, len(cases))
+    passed(check, len(cases))
 
 
+@sandbox_ready
 def check_discriminator(build_discriminator: Callable, cases: Sequence[NetCase] = NET_CASES) -> None:
     """``build_discriminator(width)(images (N, 1, 28, 28))`` -> one logit per image, ``(N,)``."""
     check = "check_discriminator"
@@ -133,7 +133,7 @@ def check_discriminator(build_discriminator: Callable, cases: Sequence[NetCase] 
                        f"image; flatten the last map), got {got}")
         if not any(m.stride != (1, 1) for m, _, _ in seen if isinstance(m, nn.Conv2d)):
             raise fail(check, case.name, params, "expected strided convolutions (stride 2) to down-sample")
-    _passed(check, len(cases))
+    passed(check, len(cases))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -165,6 +165,7 @@ class LossCase:
 LOSS_CASES = (LossCase("8 of each", 8, 8), LossCase("D confident: real high, fake low", 5, 7, shift=3.0, seed=1))
 
 
+@sandbox_ready
 def check_gan_losses(discriminator_loss: Callable, generator_loss: Callable,
                      cases: Sequence[LossCase] = LOSS_CASES) -> None:
     """``discriminator_loss(real_logits, fake_logits)`` and the non-saturating
@@ -199,7 +200,7 @@ def check_gan_losses(discriminator_loss: Callable, generator_loss: Callable,
                             f"gradient of {what} with respect to {name}")
             if problem:
                 raise fail(check, case.name, params, problem)
-    _passed(check, len(cases))
+    passed(check, len(cases))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -242,10 +243,10 @@ def _reference_step(G, D, opt_G, opt_D, real, z_d, z_g):
     return d_loss.item(), g_loss.item()
 
 
+@sandbox_ready
 def check_train_step(train_step: Callable, cases: Sequence[StepCase] = STEP_CASES) -> None:
     """``train_step(G, D, opt_G, opt_D, real, z_d, z_g) -> (d_loss, g_loss)``: the parameters of both
     networks after the step and the two losses (floats, before the updates) against the reference."""
-    from course_lib.models.dcgan import Discriminator, Generator
 
     check = "check_train_step"
     for case in cases:
@@ -284,7 +285,7 @@ def check_train_step(train_step: Callable, cases: Sequence[StepCase] = STEP_CASE
                     wanted = (p_ref.detach() - start[name].detach()).abs().max().item()
                     raise fail(check, case.name, params, problem + f"\n  (your step changed it by up to {moved:.3g}, "
                                f"the reference step by up to {wanted:.3g})")
-    _passed(check, len(cases))
+    passed(check, len(cases))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -322,63 +323,67 @@ def _accuracy(D, real, fake) -> tuple[float, float]:
     return (D(real) > 0).double().mean().item(), (D(fake) < 0).double().mean().item()
 
 
+@sandbox_ready
 def check_short_training(train_step: Callable, build_generator: Callable, build_discriminator: Callable,
                          cases: Sequence[TrainingCase] = TRAINING_CASES) -> None:
     """A seeded run of the student's step: freezing G, D's accuracy (real and fake together) must rise
     by at least 0.2 and end above 0.75; then freezing D, its accuracy on fresh fakes must fall by at
     least 0.2."""
-    from course_lib.data import load_fashion_mnist
 
     check = "check_short_training"
     images, _ = load_fashion_mnist("train")
     for case in cases:
-        params = case.describe()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(case.seed)
-            G = call_student(check, case.name, params, (), build_generator, z_dim=case.z_dim, width=case.width)
-            D = call_student(check, case.name, params, (), build_discriminator, width=case.width)
-        g = torch.Generator().manual_seed(case.seed)
-        steps = case.d_steps + case.g_steps
-        order = torch.randperm(len(images), generator=g)[: (steps + 1) * case.batch]
-        batches = images[order].reshape(steps + 1, case.batch, 1, 28, 28) * 2 - 1  # [-1, 1]
-        z_eval = torch.randn(256, case.z_dim, generator=g)
-        real_eval = batches[-1]
+        _short_training(check, case, images, train_step, build_generator, build_discriminator)
+    passed(check, len(cases))
 
-        def fakes():
-            with torch.no_grad():
-                return copy.deepcopy(G).train()(z_eval)
 
-        opt_G = torch.optim.Adam(G.parameters(), lr=case.lr, betas=(0.5, 0.999))
-        opt_D = torch.optim.Adam(D.parameters(), lr=case.lr, betas=(0.5, 0.999))
+def _short_training(check: str, case: TrainingCase, images: torch.Tensor, train_step: Callable,
+                    build_generator: Callable, build_discriminator: Callable) -> None:
+    """One case of :func:`check_short_training`: D learns with G frozen, then G fools the frozen D."""
+    params = case.describe()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(case.seed)
+        G = call_student(check, case.name, params, (), build_generator, z_dim=case.z_dim, width=case.width)
+        D = call_student(check, case.name, params, (), build_discriminator, width=case.width)
+    g = torch.Generator().manual_seed(case.seed)
+    order = torch.randperm(len(images), generator=g)[: (case.d_steps + case.g_steps + 1) * case.batch]
+    batches = images[order].reshape(-1, case.batch, 1, 28, 28) * 2 - 1  # [-1, 1]
+    z_eval = torch.randn(256, case.z_dim, generator=g)
+    real_eval = batches[-1]
 
-        def run(n, first):
-            for b in range(first, first + n):
-                z_d = torch.randn(case.batch, case.z_dim, generator=g)
-                z_g = torch.randn(case.batch, case.z_dim, generator=g)
-                call_student(check, case.name, params, (), train_step, G, D, opt_G, opt_D, batches[b], z_d, z_g)
+    def accuracy():  # of D on held-out real images and on fresh fakes
+        with torch.no_grad():
+            fakes = copy.deepcopy(G).train()(z_eval)
+        return _accuracy(D, real_eval, fakes)
 
-        real0, fake0 = _accuracy(D, real_eval, fakes())
-        before = (real0 + fake0) / 2
-        for group in opt_G.param_groups:  # phase 1: the generator is frozen
+    opt_G = torch.optim.Adam(G.parameters(), lr=case.lr, betas=(0.5, 0.999))
+    opt_D = torch.optim.Adam(D.parameters(), lr=case.lr, betas=(0.5, 0.999))
+
+    def run(n, first, frozen, trained):
+        for group in frozen.param_groups:
             group["lr"] = 0.0
-        run(case.d_steps, 0)
-        real1, fake1 = _accuracy(D, real_eval, fakes())
-        after = (real1 + fake1) / 2
-        if not (after >= before + 0.2 and after >= 0.75):
-            raise fail(check, case.name, params,
-                       f"with the generator frozen, {case.d_steps} steps should teach the discriminator to tell real "
-                       f"from fake (accuracy up by 0.2 or more, to 0.75 or more): its accuracy went from {before:.3f} "
-                       f"(real {real0:.2f}, fake {fake0:.2f}) to {after:.3f} (real {real1:.2f}, fake {fake1:.2f})")
-        for group in opt_G.param_groups:  # phase 2: the discriminator is frozen
+        for group in trained.param_groups:
             group["lr"] = case.lr
-        for group in opt_D.param_groups:
-            group["lr"] = 0.0
-        run(case.g_steps, case.d_steps)
-        _, fake2 = _accuracy(D, real_eval, fakes())
-        if not fake2 <= fake1 - 0.2:
-            raise fail(check, case.name, params,
-                       f"with the discriminator frozen, {case.g_steps} generator steps should fool it more often "
-                       f"(its accuracy on fakes down by 0.2 or more): it went from {fake1:.3f} to {fake2:.3f}")
-        print(f"  accuracy of D: {before:.2f} -> {after:.2f} with G frozen; on fakes {fake1:.2f} -> {fake2:.2f} "
-              "with D frozen")
-    _passed(check, len(cases))
+        for b in range(first, first + n):
+            z_d = torch.randn(case.batch, case.z_dim, generator=g)
+            z_g = torch.randn(case.batch, case.z_dim, generator=g)
+            call_student(check, case.name, params, (), train_step, G, D, opt_G, opt_D, batches[b], z_d, z_g)
+
+    real0, fake0 = accuracy()
+    before = (real0 + fake0) / 2
+    run(case.d_steps, 0, frozen=opt_G, trained=opt_D)  # phase 1: the generator is frozen
+    real1, fake1 = accuracy()
+    after = (real1 + fake1) / 2
+    if not (after >= before + 0.2 and after >= 0.75):
+        raise fail(check, case.name, params,
+                   f"with the generator frozen, {case.d_steps} steps should teach the discriminator to tell real "
+                   f"from fake (accuracy up by 0.2 or more, to 0.75 or more): its accuracy went from {before:.3f} "
+                   f"(real {real0:.2f}, fake {fake0:.2f}) to {after:.3f} (real {real1:.2f}, fake {fake1:.2f})")
+    run(case.g_steps, case.d_steps, frozen=opt_D, trained=opt_G)  # phase 2: the discriminator is frozen
+    _, fake2 = accuracy()
+    if not fake2 <= fake1 - 0.2:
+        raise fail(check, case.name, params,
+                   f"with the discriminator frozen, {case.g_steps} generator steps should fool it more often "
+                   f"(its accuracy on fakes down by 0.2 or more): it went from {fake1:.3f} to {fake2:.3f}")
+    print(f"  accuracy of D: {before:.2f} -> {after:.2f} with G frozen; on fakes {fake1:.2f} -> {fake2:.2f} "
+          "with D frozen")

@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from course_lib.grading.compare import call_student, describe_difference, fail
+from course_lib.grading.compare import call_student, describe_difference, fail, passed, sandbox_ready
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def _check_forward(kind: str, student: Callable, cases: Sequence[PoolCase], dtyp
         problem = describe_difference(got, expected)
         if problem:
             raise fail(check, case.name, params, problem)
-    print(f"{check}: all {len(cases)} cases passed")
+    passed(check, len(cases))
 
 
 def _check_backward(kind: str, student: Callable, cases: Sequence[PoolCase], device, forbidden) -> None:
@@ -74,27 +74,31 @@ def _check_backward(kind: str, student: Callable, cases: Sequence[PoolCase], dev
         problem = describe_difference(got, expected, "grad_input")
         if problem:
             raise fail(check, case.name, params, problem)
-    print(f"{check}: all {len(cases)} cases passed")
+    passed(check, len(cases))
 
 
+@sandbox_ready
 def check_max_pool2d(max_pool2d: Callable, cases: Sequence[PoolCase] = POOL_CASES, dtype=torch.float32,
                      device: str = "cpu", forbidden: Sequence[str] = ()) -> None:
     """``max_pool2d(input, kernel_size, stride=None)`` against ``F.max_pool2d``."""
     _check_forward("max", max_pool2d, cases, dtype, device, forbidden)
 
 
+@sandbox_ready
 def check_avg_pool2d(avg_pool2d: Callable, cases: Sequence[PoolCase] = POOL_CASES, dtype=torch.float32,
                      device: str = "cpu", forbidden: Sequence[str] = ()) -> None:
     """``avg_pool2d(input, kernel_size, stride=None)`` against ``F.avg_pool2d``."""
     _check_forward("avg", avg_pool2d, cases, dtype, device, forbidden)
 
 
+@sandbox_ready
 def check_max_pool2d_backward(max_pool2d_backward: Callable, cases: Sequence[PoolCase] = POOL_CASES,
                               device: str = "cpu", forbidden: Sequence[str] = ()) -> None:
     """``max_pool2d_backward(grad_output, input, kernel_size, stride=None)`` against autograd (float64)."""
     _check_backward("max", max_pool2d_backward, cases, device, forbidden)
 
 
+@sandbox_ready
 def check_avg_pool2d_backward(avg_pool2d_backward: Callable, cases: Sequence[PoolCase] = POOL_CASES,
                               device: str = "cpu", forbidden: Sequence[str] = ()) -> None:
     """``avg_pool2d_backward(grad_output, input, kernel_size, stride=None)`` against autograd (float64)."""

@@ -7,9 +7,7 @@
 * backpropagation through time of a tanh RNN against autograd through the unrolled ``nn.RNNCell``
   (float64);
 * clipping by the global norm against ``torch.nn.utils.clip_grad_norm_``;
-* the trained row-by-row classifier: its weights are read with ``torch.load(..., weights_only=True)``
-  or safetensors (never unpickled) into the student's ``build_model()`` and its accuracy measured on
-  the Fashion-MNIST test set.
+* the trained row-by-row classifier: :mod:`course_lib.grading.sequence_checks`.
 
 Like :mod:`course_lib.grading.conv_checks`, each check runs seeded cases, raises
 :class:`~course_lib.grading.compare.CheckFailure` naming the case, its inputs and the difference,
@@ -18,13 +16,12 @@ and prints one line when every case passes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
-from course_lib.grading.compare import call_student, describe_difference, fail
+from course_lib.grading.compare import call_student, describe_difference, fail, passed, sandbox_ready
 
 #: What assignment 6 asks students to write themselves: torch's recurrent modules (the cells'
 #: reference), autograd (the BPTT reference) and torch's clipping (the clipping reference).
@@ -138,16 +135,13 @@ CELL_CASES = (
 )
 
 
-def _passed(check: str, n: int) -> None:
-    print(f"{check}: all {n} cases passed")
-
-
 def _to(tensors, dtype, device):
     if isinstance(tensors, dict):
         return {k: v.to(dtype=dtype, device=device) for k, v in tensors.items()}
     return tuple(t.to(dtype=dtype, device=device) for t in tensors)
 
 
+@sandbox_ready
 def check_rnn_cell(rnn_cell: Callable, cases: Sequence[CellCase] = CELL_CASES, dtype=torch.float32,
                    device: str = "cpu", forbidden: Sequence[str] = ()) -> None:
     """``rnn_cell(x, h, params) -> h_next`` against ``nn.RNNCell`` with the same weights."""
@@ -162,9 +156,10 @@ def check_rnn_cell(rnn_cell: Callable, cases: Sequence[CellCase] = CELL_CASES, d
         problem = describe_difference(got, expected, "h_next")
         if problem:
             raise fail(check, case.name, params, problem)
-    _passed(check, len(cases))
+    passed(check, len(cases))
 
 
+@sandbox_ready
 def check_lstm_cell(lstm_cell: Callable, cases: Sequence[CellCase] = CELL_CASES, dtype=torch.float32,
                     device: str = "cpu", forbidden: Sequence[str] = ()) -> None:
     """``lstm_cell(x, (h, C), params) -> (h_next, C_next)`` against ``nn.LSTMCell`` (rows i, f, g, o)."""
@@ -182,9 +177,10 @@ def check_lstm_cell(lstm_cell: Callable, cases: Sequence[CellCase] = CELL_CASES,
             problem = describe_difference(got[1], c_ref, "C_next") or describe_difference(got[0], h_ref, "h_next")
         if problem:
             raise fail(check, case.name, params, problem)
-    _passed(check, len(cases))
+    passed(check, len(cases))
 
 
+@sandbox_ready
 def check_gru_cell(gru_cell: Callable, cases: Sequence[CellCase] = CELL_CASES, dtype=torch.float32,
                    device: str = "cpu", forbidden: Sequence[str] = ()) -> None:
     """``gru_cell(x, h, params) -> h_next`` against ``nn.GRUCell`` (cuDNN's reset-after candidate)."""
@@ -199,7 +195,7 @@ def check_gru_cell(gru_cell: Callable, cases: Sequence[CellCase] = CELL_CASES, d
         problem = describe_difference(got, expected, "h_next")
         if problem:
             raise fail(check, case.name, params, problem)
-    _passed(check, len(cases))
+    passed(check, len(cases))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -233,6 +229,7 @@ BPTT_CASES = (
 )
 
 
+@sandbox_ready
 def check_rnn_backward(rnn_backward: Callable, cases: Sequence[BPTTCase] = BPTT_CASES, device: str = "cpu",
                        forbidden: Sequence[str] = ()) -> None:
     """``rnn_backward(grad_hs, xs, h0, params) -> (grad_W_xh, grad_W_hh, grad_b, grad_h0)`` against
@@ -268,7 +265,7 @@ def check_rnn_backward(rnn_backward: Callable, cases: Sequence[BPTTCase] = BPTT_
                             if m), None)
         if problem:
             raise fail(check, case.name, params, problem)
-    _passed(check, len(cases))
+    passed(check, len(cases))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -304,6 +301,7 @@ CLIP_CASES = (
 )
 
 
+@sandbox_ready
 def check_clip_grad_norm(clip_grad_norm: Callable, cases: Sequence[ClipCase] = CLIP_CASES,
                          forbidden: Sequence[str] = ()) -> None:
     """``clip_grad_norm(grads, max_norm) -> (clipped_grads, total_norm)`` against ``torch.nn.utils.clip_grad_norm_``.
@@ -339,123 +337,4 @@ def check_clip_grad_norm(clip_grad_norm: Callable, cases: Sequence[ClipCase] = C
                     problem = describe_difference(mine, r.grad, f"clipped gradient {k}")
         if problem:
             raise fail(check, case.name, params, problem)
-    _passed(check, len(cases))
-
-
-# ----------------------------------------------------------------------------------------------
-# The trained row-by-row classifier
-# ----------------------------------------------------------------------------------------------
-
-#: What a student may choose for :class:`course_lib.models.row_rnn.RowRNNClassifier`.
-CLASSIFIER_OPTIONS = {"mode": str, "hidden_size": int, "num_layers": int, "bidirectional": bool}
-MAX_CLASSIFIER_PARAMETERS = 2_000_000
-
-
-def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """A state_dict from a ``.safetensors`` file or a ``torch.save`` file read with ``weights_only=True``.
-
-    Nothing is ever unpickled: a file holding anything but tensors (a whole pickled model, custom
-    classes) is rejected with :class:`CheckFailure`.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise fail("load_state_dict_file", path.name, f"path={path}", "no such file: save your model's "
-                   "state_dict next to the notebook and submit the file with it")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path), device="cpu")
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - whatever the loader refuses, the student gets one clear reason
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise fail("load_state_dict_file", path.name, f"path={path}",
-                   "the file is not a plain state_dict (only tensors are read, with weights_only=True; nothing "
-                   "is unpickled): save it with torch.save(model.state_dict(), path) or "
-                   f"safetensors.torch.save_file(model.state_dict(), path). The loader said: {first}") from None
-    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                              for k, v in state.items()):
-        raise fail("load_state_dict_file", path.name, f"path={path}",
-                   f"expected a state_dict (a dict of name -> tensor), got {type(state).__name__}")
-    return {k: v for k, v in state.items()}  # a plain dict (torch.load gives an OrderedDict)
-
-
-def build_classifier(config) -> nn.Module:
-    """``RowRNNClassifier(**config)`` after checking ``config``; raises :class:`CheckFailure` on a bad one."""
-    from course_lib.models.row_rnn import RNN_TYPES, RowRNNClassifier
-
-    check, params = "check_sequence_classifier", f"model_config() = {config!r:.200}"
-    if not isinstance(config, dict) or "mode" not in config:
-        raise fail(check, "config", params, "expected a dict with at least 'mode' (and e.g. 'hidden_size')")
-    for key, value in config.items():
-        if key not in CLASSIFIER_OPTIONS:
-            raise fail(check, "config", params, f"unknown option {key!r}; allowed: {sorted(CLASSIFIER_OPTIONS)}")
-        if type(value) is not CLASSIFIER_OPTIONS[key]:
-            raise fail(check, "config", params, f"{key} must be a {CLASSIFIER_OPTIONS[key].__name__}")
-    if config["mode"] not in RNN_TYPES:
-        raise fail(check, "config", params, f"mode must be one of {sorted(RNN_TYPES)}")
-    if not 1 <= config.get("hidden_size", 128) <= 512 or not 1 <= config.get("num_layers", 1) <= 3:
-        raise fail(check, "config", params, "hidden_size must be in 1..512 and num_layers in 1..3")
-    model = RowRNNClassifier(**config)
-    if sum(p.numel() for p in model.parameters()) > MAX_CLASSIFIER_PARAMETERS:
-        raise fail(check, "config", params, f"more than {MAX_CLASSIFIER_PARAMETERS} parameters")
-    return model
-
-
-def check_sequence_classifier(model_config: Callable, batch: int = 3) -> None:
-    """``model_config()`` describes a valid :class:`~course_lib.models.row_rnn.RowRNNClassifier`
-    that maps images ``(N, 1, 28, 28)`` to logits ``(N, 10)``."""
-    check = "check_sequence_classifier"
-    config = call_student(check, "config", "model_config()", (), model_config)
-    model = build_classifier(config)
-    images = torch.rand(batch, 1, 28, 28, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        logits = model.eval()(images)
-    if tuple(logits.shape) != (batch, 10):
-        raise fail(check, "forward", f"images ({batch}, 1, 28, 28)", f"expected logits ({batch}, 10), got "
-                   f"{tuple(logits.shape)}")
-    _passed(check, 2)
-
-
-def check_classifier_accuracy(model_config: Callable, submitted_weights: Callable, threshold: float = 0.85,
-                              images: torch.Tensor | None = None, labels: torch.Tensor | None = None) -> None:
-    """The submitted weights in ``RowRNNClassifier(**model_config())`` reach ``threshold`` test accuracy.
-
-    ``submitted_weights()`` returns the state_dict the student saved, read by
-    :func:`load_state_dict_file` (``weights_only=True`` or safetensors: never unpickled). The model
-    is built and evaluated here, by the grader, never by the student's code. ``images, labels``
-    default to the Fashion-MNIST test set. Returns nothing (the accuracy is printed): nbgrader would
-    score a number left as a test cell's value as partial credit.
-    """
-    check = "check_classifier_accuracy"
-    config = call_student(check, "config", "model_config()", (), model_config)
-    model = build_classifier(config)
-    state = call_student(check, "weights", "submitted_weights()", (), submitted_weights)
-    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                              for k, v in state.items()):
-        raise fail(check, "weights", "submitted_weights()", f"expected a state_dict, got {type(state).__name__}")
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:
-        raise fail(check, "load", "submitted_weights()", "the saved weights do not fit the model that model_config() "
-                   f"describes (save the state_dict of RowRNNClassifier(**model_config())): {err}") from None
-    if images is None:
-        from course_lib.data import load_fashion_mnist
-
-        images, labels = load_fashion_mnist("test", verbose=False)
-    from course_lib.train import predict
-
-    threads = torch.get_num_threads()
-    # One thread: the 28 steps are small sequential products, and on a busy grading machine a second
-    # thread mostly waits for the first (measured: ~1 s on one thread, 4-20 s on two under load).
-    torch.set_num_threads(1)
-    try:
-        correct = int((predict(model, images, batch_size=1000).argmax(dim=1) == labels).sum())
-    finally:
-        torch.set_num_threads(threads)
-    accuracy = correct / len(images)
-    if accuracy < threshold:
-        raise fail(check, "test accuracy", f"{len(images)} Fashion-MNIST test images, model_config() = {config!r}",
-                   f"accuracy {accuracy:.2%} is below the required {threshold:.0%}")
-    print(f"{check}: all 1 cases passed (test accuracy {accuracy:.2%} >= {threshold:.0%})")
+    passed(check, len(cases))

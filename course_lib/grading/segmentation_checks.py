@@ -13,7 +13,6 @@
 """
 from __future__ import annotations
 
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -22,7 +21,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from course_lib.grading.compare import CheckFailure, call_student, describe_difference, fail
+from course_lib.data import load_fashion_mnist
+from course_lib.grading.compare import call_student, describe_difference, fail, passed, sandbox_ready
+from course_lib.grading.weights import load_state_dict_file
+from course_lib.segmentation import iou_per_class, make_fashion_segmentation
 
 
 @dataclass(frozen=True)
@@ -91,10 +93,6 @@ IOU_CASES = (
 )
 
 
-def _passed(check: str, n: int, extra: str = "") -> None:
-    print(f"{check}: all {n} cases passed{extra}")
-
-
 def transposed_conv_size(size: int, m: nn.ConvTranspose2d, axis: int) -> int:
     """The output length of a transposed convolution along ``axis`` (0: height, 1: width)."""
     return ((size - 1) * m.stride[axis] - 2 * m.padding[axis] + m.dilation[axis] * (m.kernel_size[axis] - 1)
@@ -108,6 +106,7 @@ def _build(check: str, case_name: str, params: str, build_unet: Callable, **kwar
     return model
 
 
+@sandbox_ready
 def check_unet_shapes(build_unet: Callable, cases: Sequence[UNetCase] = UNET_CASES) -> None:
     """Output shape and every up-convolution's output shape of ``build_unet(...)`` (eval mode)."""
     check = "check_unet_shapes"
@@ -146,7 +145,7 @@ def check_unet_shapes(build_unet: Callable, cases: Sequence[UNetCase] = UNET_CAS
                            f"formula gives {formula[0]}x{formula[1]} with kernel_size={m.kernel_size}, "
                            f"stride={m.stride}, padding={m.padding}, but the decoder needs {wanted[0]}x{wanted[1]} "
                            f"there (twice its input, to match the skip connection)")
-    _passed(check, len(cases))
+    passed(check, len(cases))
 
 
 def _dice_reference(logits: np.ndarray, target: np.ndarray, smooth: float) -> float:
@@ -161,6 +160,7 @@ def _dice_reference(logits: np.ndarray, target: np.ndarray, smooth: float) -> fl
     return 1 - float(np.mean(dice))
 
 
+@sandbox_ready
 def check_soft_dice_loss(soft_dice_loss: Callable, cases: Sequence[MaskCase] = DICE_CASES) -> None:
     """``soft_dice_loss(logits (N, K, H, W), target (N, H, W), smooth)`` -> a differentiable scalar."""
     check = "check_soft_dice_loss"
@@ -175,7 +175,7 @@ def check_soft_dice_loss(soft_dice_loss: Callable, cases: Sequence[MaskCase] = D
             problem = "loss: it does not depend differentiably on the logits (use the softmax, not argmax)"
         if problem:
             raise fail(check, case.name, params, problem)
-    _passed(check, len(cases))
+    passed(check, len(cases))
 
 
 def _iou_reference(pred: np.ndarray, target: np.ndarray) -> float:
@@ -185,6 +185,7 @@ def _iou_reference(pred: np.ndarray, target: np.ndarray) -> float:
     return float(jaccard_score(target.ravel(), pred.ravel(), labels=present, average="macro"))
 
 
+@sandbox_ready
 def check_mean_iou(mean_iou: Callable, cases: Sequence[MaskCase] = IOU_CASES) -> None:
     """``mean_iou(pred (N, H, W), target (N, H, W), num_classes) -> float``: the mean IoU over the
     classes present in ``pred`` or ``target`` (sklearn's ``jaccard_score``, macro average)."""
@@ -202,7 +203,7 @@ def check_mean_iou(mean_iou: Callable, cases: Sequence[MaskCase] = IOU_CASES) ->
             raise fail(check, case.name, params, f"mean IoU: expected {expected:.6f}, got {float(got):.6f} "
                        f"(classes present in pred or target: {int(np.union1d(pred.unique(), target.unique()).size)} "
                        f"of {case.shape[1]})")
-    _passed(check, len(cases))
+    passed(check, len(cases))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -226,8 +227,6 @@ class SegmentationTask:
 
     def data(self, split: str, num_samples: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(canvases (n, 1, S, S), masks (n, S, S))`` generated from a Fashion-MNIST split."""
-        from course_lib.data import load_fashion_mnist
-        from course_lib.segmentation import make_fashion_segmentation
 
         images, labels = load_fashion_mnist(split)
         canvases, masks, _ = make_fashion_segmentation(images, labels, num_samples, canvas_size=self.canvas_size,
@@ -244,35 +243,7 @@ SEGMENTATION_MIN_IOU = 0.4
 VALIDATION_SEED = 1
 
 
-def load_weights(path) -> dict[str, torch.Tensor]:
-    """A state dict from ``path`` without running any pickled code: safetensors, or ``torch.load``
-    with ``weights_only=True``. Anything else is rejected with :class:`CheckFailure`."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckFailure(f"no weights file {str(path)!r} next to the notebook: train your model and save its "
-                           "state_dict there (torch.save(model.state_dict(), path)), and submit the file")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            state = load_file(str(path), device="cpu")
-        except Exception as err:
-            raise CheckFailure(f"{path.name} is not a readable safetensors file: {err}") from err
-    else:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError, TypeError) as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise CheckFailure(f"{path.name} cannot be loaded with torch.load(..., weights_only=True), so it is "
-                               "not graded (the grader never unpickles submitted objects). Save only the tensors: "
-                               "torch.save(model.state_dict(), path), not torch.save(model, path).\n"
-                               f"  torch.load said: {first}") from err
-    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckFailure(f"{path.name} must hold a state_dict (a dict of parameter names to tensors), "
-                           f"got {type(state).__name__}")
-    return state
-
-
+@sandbox_ready
 def check_segmentation_model(build_unet: Callable, weights_path, *, min_iou: float = SEGMENTATION_MIN_IOU,
                              num_samples: int = 300, seed: int = VALIDATION_SEED,
                              task: SegmentationTask = SEGMENTATION_TASK) -> None:
@@ -282,12 +253,11 @@ def check_segmentation_model(build_unet: Callable, weights_path, *, min_iou: flo
     The mean IoU (over the classes present in prediction or target, all canvases pooled) is printed;
     nothing is returned, because nbgrader would take a number left as a test cell's value for its score.
     """
-    from course_lib.segmentation import iou_per_class
 
     check = "check_segmentation_model"
     case = f"{Path(weights_path).name}, {num_samples} canvases (test split, seed={seed})"
     params = f"build_unet(**{task.unet_kwargs()}), weights {str(weights_path)!r}"
-    state = load_weights(weights_path)
+    state = load_state_dict_file(weights_path)
     model = _build(check, case, params, build_unet, **task.unet_kwargs())
     try:
         model.load_state_dict(state)
@@ -308,4 +278,4 @@ def check_segmentation_model(build_unet: Callable, weights_path, *, min_iou: flo
         per_class = ", ".join(f"{v:.2f}" for v in iou.tolist())
         raise fail(check, case, params, f"mean IoU {miou:.3f} is below the required {min_iou:.2f} "
                    f"(IoU per class, background first: {per_class})")
-    _passed(check, 1, f" (mean IoU {miou:.3f} >= {min_iou:.2f})")
+    passed(check, 1, f" (mean IoU {miou:.3f} >= {min_iou:.2f})")

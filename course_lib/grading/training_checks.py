@@ -18,11 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_lib.grading.compare import call_student, fail
-
-
-def _passed(check: str, n: int) -> None:
-    print(f"{check}: all {n} cases passed")
+from course_lib.grading.architecture_checks import build_from_file
+from course_lib.grading.compare import call_student, fail, passed, sandbox_ready
+from course_lib.train import predict
 
 
 # --------------------------------------------------------------------------- augmentation
@@ -40,6 +38,7 @@ def crop_flip_candidates(image: torch.Tensor, padding: int) -> torch.Tensor:
 AUGMENT_CASES = ((600, 1, 8, 8, 2, 0), (400, 3, 6, 10, 1, 1))
 
 
+@sandbox_ready
 def check_random_crop_flip(random_crop_flip: Callable, cases: Sequence[tuple] = AUGMENT_CASES) -> None:
     """``random_crop_flip(images, padding, generator)``: each image padded with ``padding`` zeros,
     cropped back at an offset drawn uniformly from ``(2p+1)^2``, and flipped left-right with
@@ -82,7 +81,7 @@ def check_random_crop_flip(random_crop_flip: Callable, cases: Sequence[tuple] = 
             missing = int((per_offset == 0).sum())
             raise fail(check, case, params, f"{missing} of the {offsets} crop offsets never occurred in {N} images: "
                        f"offsets must be drawn uniformly from 0..{2 * p} along each axis")
-    _passed(check, len(cases))
+    passed(check, len(cases))
 
 
 # --------------------------------------------------------------------------- class balance
@@ -95,6 +94,7 @@ def _labels(counts, seed):
     return labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))]
 
 
+@sandbox_ready
 def check_class_weights(class_weights: Callable, cases=BALANCE_CASES) -> None:
     """``class_weights(labels, num_classes) -> (num_classes,) float tensor`` = ``N / (K n_c)``
     (scikit-learn's ``compute_class_weight("balanced")``), for the loss ``CrossEntropyLoss(weight=...)``."""
@@ -113,9 +113,10 @@ def check_class_weights(class_weights: Callable, cases=BALANCE_CASES) -> None:
         if not torch.allclose(got.double(), expected.double(), rtol=1e-5, atol=1e-6):
             raise fail(check, str(counts), params, f"expected N / (K * n_c) = {[round(v, 4) for v in expected.tolist()]}, "
                        f"got {[round(v, 4) for v in got.double().tolist()]}")
-    _passed(check, len(cases))
+    passed(check, len(cases))
 
 
+@sandbox_ready
 def check_sample_weights(sample_weights: Callable, cases=BALANCE_CASES) -> None:
     """``sample_weights(labels) -> (N,)``: one weight per example for ``WeightedRandomSampler``, so
     that every class is drawn equally often: proportional to ``1 / n_{y_i}`` (any positive scale)."""
@@ -141,9 +142,10 @@ def check_sample_weights(sample_weights: Callable, cases=BALANCE_CASES) -> None:
         expected = torch.tensor([counts[int(labels[0])] / counts[int(c)] for c in labels], dtype=torch.float64)
         if not torch.allclose(ratio, expected, rtol=1e-6):
             raise fail(check, str(counts), params, "examples of the same class must have the same weight, 1 / n_c")
-    _passed(check, len(cases))
+    passed(check, len(cases))
 
 
+@sandbox_ready
 def check_balanced_accuracy(balanced_accuracy: Callable, seeds: Sequence[int] = (0, 1, 2)) -> None:
     """``balanced_accuracy(predictions, labels, num_classes)``: the mean of the per-class recalls,
     against ``sklearn.metrics.balanced_accuracy_score``."""
@@ -164,7 +166,7 @@ def check_balanced_accuracy(balanced_accuracy: Callable, seeds: Sequence[int] = 
             plain = float((predictions == labels).double().mean())
             hint = " (that is the plain accuracy)" if abs(float(got) - plain) < 1e-6 else ""
             raise fail(check, f"seed {seed}", params, f"expected {expected:.6f}, got {float(got):.6f}{hint}")
-    _passed(check, len(seeds))
+    passed(check, len(seeds))
 
 
 # --------------------------------------------------------------------------- learning-rate schedule
@@ -207,6 +209,7 @@ def _real_number(value) -> float | None:
     return None
 
 
+@sandbox_ready
 def check_warmup_cosine(factor: Callable, cases=SCHEDULE_CASES) -> None:
     """``factor(epoch, warmup_epochs, total_epochs) -> float``: the multiplier of the base learning
     rate at epoch ``e`` (0-based) — the ``lr_lambda`` of ``torch.optim.lr_scheduler.LambdaLR`` —
@@ -240,10 +243,11 @@ def check_warmup_cosine(factor: Callable, cases=SCHEDULE_CASES) -> None:
                        f"first at epoch {e}: expected {expected[e]:.6g}, got {got[e]:.6g} "
                        f"(factor {expected[e] / base:.6g} expected, {got[e] / base:.6g} returned)\n"
                        f"  expected {[f'{v:.4g}' for v in expected]}\n  got      {[f'{v:.4g}' for v in got]}")
-    _passed(check, len(cases))
+    passed(check, len(cases))
 
 
 # --------------------------------------------------------------------------- fine-tuning
+@sandbox_ready
 def check_finetune_setup(prepare_finetune: Callable, build_pretrained: Callable, num_classes: int = 5) -> None:
     """``prepare_finetune(model, num_classes, freeze)`` on a pretrained ``FashionCNN`` (``features`` +
     ``classifier``): a new last layer with ``num_classes`` outputs; with ``freeze=True`` only the new
@@ -272,10 +276,11 @@ def check_finetune_setup(prepare_finetune: Callable, build_pretrained: Callable,
         elif len(trainable) != len(list(model.parameters())):
             frozen = sorted(n for n, p in model.named_parameters() if not p.requires_grad)
             raise fail(check, case, params, f"every parameter must be trainable; frozen: {frozen}")
-    _passed(check, 2)
+    passed(check, 2)
 
 
 # --------------------------------------------------------------------------- the fine-tuned model
+@sandbox_ready
 def check_model_balanced_accuracy(build_model: Callable, path, images: torch.Tensor, labels: torch.Tensor,
                                   min_score: float) -> None:
     """The saved weights (read with ``weights_only=True``, never unpickled) loaded into ``build_model()``
@@ -284,8 +289,6 @@ def check_model_balanced_accuracy(build_model: Callable, path, images: torch.Ten
     number left as a test cell's value for its (partial) score."""
     from sklearn.metrics import balanced_accuracy_score
 
-    from course_lib.grading.architecture_checks import build_from_file
-    from course_lib.train import predict
 
     check = "check_model_balanced_accuracy"
     model = build_from_file(build_model, path, check)
@@ -297,4 +300,4 @@ def check_model_balanced_accuracy(build_model: Callable, path, images: torch.Ten
         raise fail(check, "test images", f"path={str(path)!r}, {len(labels)} images",
                    f"balanced accuracy {score:.2%} is below the required {min_score:.0%}; recall per class: {recalls}")
     print(f"balanced accuracy {score:.2%} (required {min_score:.0%}); recall per class: {recalls}")
-    _passed(check, 1)
+    passed(check, 1)

@@ -16,6 +16,7 @@ from course_lib.models.efficientnet import (MBConv, EfficientNet, compound_scali
 from course_lib.models.googlenet import (GoogLeNet, GoogLeNetOutputs, Inception, InceptionAux, googlenet,
                                          googlenet_loss)
 from course_lib.models.inception import FactorizedConv2d, InceptionFactorized
+from course_lib.models.inception_resnet import InceptionResNetA
 from course_lib.models.layers import ConvNormAct, make_divisible
 from course_lib.models.lenet import LeNet5, lenet5
 from course_lib.models.mobilenet import DepthwiseSeparableConv, MobileNetV1, mobilenet_v1, separable_cost_ratio
@@ -26,7 +27,7 @@ __all__ = [
     "AlexNet", "alexnet", "DenseBlock", "DenseLayer", "DenseNet", "Transition", "densenet121",
     "MBConv", "EfficientNet", "compound_scaling", "efficientnet", "efficientnet_b0",
     "GoogLeNet", "GoogLeNetOutputs", "Inception", "InceptionAux", "googlenet", "googlenet_loss",
-    "FactorizedConv2d", "InceptionFactorized", "ConvNormAct", "make_divisible", "LeNet5", "lenet5",
+    "FactorizedConv2d", "InceptionFactorized", "InceptionResNetA", "ConvNormAct", "make_divisible", "LeNet5", "lenet5",
     "DepthwiseSeparableConv", "MobileNetV1", "mobilenet_v1", "separable_cost_ratio",
     "BasicBlock", "Bottleneck", "ResNet", "resnet18", "resnet34", "resnet50", "VGG", "vgg", "vgg16",
 ]

@@ -8,6 +8,9 @@ and gives the paper's "plain" networks, the control of its Figure 4.
 ResNet-18/34 stack :class:`BasicBlock` (two 3×3 convs), ResNet-50 :class:`Bottleneck`
 (1×1 reduce → 3×3 → 1×1 expand ×4). When the shape changes, the shortcut is a projection
 (1×1 conv with stride + BN, the paper's option B). Parameters: 11.7 M, 21.8 M, 25.6 M.
+
+Layers are named as in torchvision (``conv1``, ``bn1``, ``layer1``..., a block's shortcut ``downsample``),
+so torchvision's state_dict of the same architecture loads with ``strict=True``.
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ class BasicBlock(nn.Module):
         in_channels, channels: input and output channels.
         stride: of the first convolution (2 halves the size).
         norm_layer: normalisation after each convolution.
-        residual: add the shortcut (``False``: a plain block).
+        residual: add the shortcut ``downsample`` (identity or projection; ``None``: a plain block).
 
     Shapes: ``(N, in_channels, H, W)`` → ``(N, channels, H/stride, W/stride)``.
     """
@@ -43,13 +46,13 @@ class BasicBlock(nn.Module):
         self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
         self.bn2 = norm_layer(channels)
         self.relu = nn.ReLU(inplace=True)
-        self.shortcut = _shortcut(in_channels, channels, stride, norm_layer) if residual else None
+        self.downsample = _downsample(in_channels, channels, stride, norm_layer) if residual else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        if self.shortcut is not None:
-            out = out + self.shortcut(x)
+        if self.downsample is not None:
+            out = out + self.downsample(x)
         return self.relu(out)
 
 
@@ -75,18 +78,18 @@ class Bottleneck(nn.Module):
         self.conv3 = nn.Conv2d(channels, out_channels, 1, bias=False)
         self.bn3 = norm_layer(out_channels)
         self.relu = nn.ReLU(inplace=True)
-        self.shortcut = _shortcut(in_channels, out_channels, stride, norm_layer) if residual else None
+        self.downsample = _downsample(in_channels, out_channels, stride, norm_layer) if residual else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        if self.shortcut is not None:
-            out = out + self.shortcut(x)
+        if self.downsample is not None:
+            out = out + self.downsample(x)
         return self.relu(out)
 
 
-def _shortcut(in_channels: int, out_channels: int, stride: int, norm_layer: NormLayer) -> nn.Module:
+def _downsample(in_channels: int, out_channels: int, stride: int, norm_layer: NormLayer) -> nn.Module:
     """Identity when the shape is kept, else a projection: 1×1 conv with stride, then norm."""
     if stride == 1 and in_channels == out_channels:
         return nn.Identity()
@@ -94,7 +97,8 @@ def _shortcut(in_channels: int, out_channels: int, stride: int, norm_layer: Norm
 
 
 class ResNet(nn.Module):
-    """ResNet: stem → stages of blocks (the first block of stages 2.. halves the size) → avg pool → linear.
+    """ResNet: stem (``conv1, bn1, relu, maxpool``) → stages ``layer1, layer2, ...`` of blocks (the first block of
+    stages 2.. halves the size) → avg pool → linear ``fc``.
 
     Args:
         block: :class:`BasicBlock` or :class:`Bottleneck`.
@@ -117,25 +121,35 @@ class ResNet(nn.Module):
         if len(layers) != len(widths):
             raise ValueError(f"layers={layers} and widths={widths} must have one entry per stage")
         stem_out = widths[0]
-        if small:
-            self.stem = nn.Sequential(nn.Conv2d(in_channels, stem_out, 3, padding=1, bias=False),
-                                      norm_layer(stem_out), nn.ReLU(inplace=True))
-        else:
-            self.stem = nn.Sequential(nn.Conv2d(in_channels, stem_out, 7, 2, padding=3, bias=False),
-                                      norm_layer(stem_out), nn.ReLU(inplace=True),
-                                      nn.MaxPool2d(3, stride=2, padding=1))  # 224 → 112 → 56
-        stages, channels = [], stem_out
+        if small:  # 28 → 28
+            self.conv1 = nn.Conv2d(in_channels, stem_out, 3, padding=1, bias=False)
+        else:  # 224 → 112 → 56
+            self.conv1 = nn.Conv2d(in_channels, stem_out, 7, 2, padding=3, bias=False)
+        self.bn1 = norm_layer(stem_out)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.Identity() if small else nn.MaxPool2d(3, stride=2, padding=1)
+        channels = stem_out
+        self.num_stages = len(layers)
         for k, (blocks, width) in enumerate(zip(layers, widths)):
             stage = []
             for j in range(blocks):
                 stride = 2 if k > 0 and j == 0 else 1
                 stage.append(block(channels, width, stride, norm_layer, residual))
                 channels = width * block.expansion
-            stages.append(nn.Sequential(*stage))
-        self.stages = nn.Sequential(*stages)
+            setattr(self, f"layer{k + 1}", nn.Sequential(*stage))
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(channels, num_classes)
         self._init_weights(zero_init_residual)
+
+    @property
+    def stem(self) -> nn.Sequential:
+        """The stem's layers in order (``stem[0]`` is the first convolution); a view, not a sub-module."""
+        return nn.Sequential(self.conv1, self.bn1, self.relu, self.maxpool)
+
+    @property
+    def stages(self) -> list[nn.Sequential]:
+        """``[layer1, layer2, ...]``: the stages of blocks."""
+        return [getattr(self, f"layer{k + 1}") for k in range(self.num_stages)]
 
     def _init_weights(self, zero_init_residual: bool) -> None:
         for m in self.modules():  # He initialisation, as in the paper and torchvision
@@ -151,7 +165,9 @@ class ResNet(nn.Module):
                     nn.init.zeros_(last_bn.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stages(self.stem(x))
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        for stage in self.stages:
+            x = stage(x)
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
 

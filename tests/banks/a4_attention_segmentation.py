@@ -60,7 +60,7 @@ FEEDBACK_MESSAGES = {
     "softmax_over_channels": "they must sum to 1",
     "dice_per_image": "check_soft_dice_loss failed on case '4 classes, batch of 2'",
     "cat_wrong_axis": "check_unet_shapes failed on case 'depth 2, 16x16 input'",
-    "pickled_model": "cannot be loaded with torch.load(..., weights_only=True)",
+    "pickled_model": "is not a plain state_dict: it cannot be read with torch.load(weights_only=True)",
 }
 
 

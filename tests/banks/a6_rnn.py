@@ -64,7 +64,7 @@ FEEDBACK_MESSAGES = {
     "bptt_no_tanh_derivative": "check_rnn_backward failed on case 'T=4, gradient at every step'",
     "clip_per_tensor": "clipped gradient 0: tensors are not close!",
     "saved_before_training": "is below the required 85%",
-    "pickled_model": "the file is not a plain state_dict (only tensors are read, with weights_only=True",
+    "pickled_model": "is not a plain state_dict: it cannot be read with torch.load(weights_only=True)",
 }
 
 

@@ -1,4 +1,6 @@
-"""Plain-data encoding of the values exchanged with a sandboxed student worker (never pickle).
+"""The messages between the grader and the sandboxed worker, and the plain-data encoding of their values
+(never pickle). Both sides use this module only: :class:`Request`, :class:`Reply` and :class:`Ready`
+are the message schema (see ``README.md`` next to this file), :func:`encode`/:func:`decode` the values.
 
 A value crosses the sandbox boundary as JSON: ``None``, ``bool``, ``int``, ``float``, ``str``,
 lists, tuples (``{"__tuple__": [...]}``), dicts with string keys (``{"__dict__": [[k, v], ...]}``;
@@ -13,8 +15,14 @@ from __future__ import annotations
 
 import base64
 import collections
+import io
+import json
 import math
+import random
+import re
+from dataclasses import dataclass, field, fields
 
+import numpy as np
 import torch
 
 #: dtypes that may cross (name -> dtype); anything else is refused.
@@ -22,6 +30,10 @@ DTYPES = {str(d).removeprefix("torch."): d for d in (
     torch.float64, torch.float32, torch.float16, torch.bfloat16, torch.int64, torch.int32, torch.int16,
     torch.int8, torch.uint8, torch.bool, torch.complex64, torch.complex128)}
 MAX_DEPTH = 20
+#: A name of the student's that may be looked up or shown (function, class, exception).
+SAFE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,79}$")
+#: Characters of printed output kept: per call of the student's code, and per test cell.
+OUTPUT_CAP = 64 * 1024
 
 
 class WireError(TypeError):
@@ -32,7 +44,7 @@ def encode(value, depth: int = 0, hook=None):
     """``value`` as JSON-ready plain data; raises :class:`WireError` for anything else.
 
     ``hook(value)``, where given, encodes what is not plain data (a remote module's handle, see
-    :mod:`course_lib.grading.remote`) or raises :class:`WireError`. A tensor that requires grad says so
+    :mod:`course_lib.grading.autograder.proxy`) or raises :class:`WireError`. A tensor that requires grad says so
     (``"requires_grad": true``); only a :func:`decode` given a ``grad`` list honours it.
     """
     if depth > MAX_DEPTH:
@@ -165,10 +177,6 @@ def random_states() -> dict:
     They travel with every call both ways, so that seeded code draws the same numbers sandboxed as
     it would in the grader's interpreter (a check that seeds NumPy, then calls the student's code).
     """
-    import random
-
-    import numpy as np
-
     version, internal, gauss = random.getstate()
     name, keys, pos, has_gauss, cached = np.random.get_state()
     return {"torch": torch.get_rng_state(),
@@ -182,10 +190,6 @@ def set_random_states(states) -> None:
     Raises:
         WireError: anything but the exact shape of such a state; nothing is set then.
     """
-    import random
-
-    import numpy as np
-
     def bad(what):
         raise WireError(f"malformed random state ({what})")
 
@@ -208,3 +212,129 @@ def set_random_states(states) -> None:
         bad(f"python: {str(err)[:60]}")
     np.random.set_state((npy[0], npy[1].numpy().astype(np.uint32), npy[2], npy[3], npy[4]))
     torch.set_rng_state(t)
+
+
+# -- walking values -------------------------------------------------------------------------------
+def leaves(value, keep) -> list:
+    """The leaves of ``value`` (through lists, tuples and dict values) for which ``keep(leaf)`` holds,
+    in the order :func:`encode` writes them."""
+    if type(value) in (list, tuple):
+        return [leaf for v in value for leaf in leaves(v, keep)]
+    if type(value) is dict:
+        return [leaf for v in value.values() for leaf in leaves(v, keep)]
+    return [value] if keep(value) else []
+
+
+def needs_grad(value) -> bool:
+    """A tensor that a remote call differentiates with respect to (or whose gradient it returns)."""
+    return type(value) in (torch.Tensor, torch.nn.Parameter) and value.requires_grad and value.is_floating_point()
+
+
+# -- optimizer state ------------------------------------------------------------------------------
+def optimizer_state(optimizer: torch.optim.Optimizer) -> dict:
+    """``optimizer.state_dict()`` as encodable data (its integer-keyed state as pairs)."""
+    state = optimizer.state_dict()
+    return {"state": [[k, v] for k, v in state["state"].items()], "param_groups": state["param_groups"]}
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state) -> None:
+    """The inverse of :func:`optimizer_state` (already decoded); raises :class:`WireError` if malformed."""
+    if type(state) is not dict or not {"state", "param_groups"} <= set(state) or type(state["state"]) is not list:
+        raise WireError("malformed optimizer state")
+    optimizer.load_state_dict({"state": {k: v for k, v in state["state"]}, "param_groups": state["param_groups"]})
+
+
+# -- printed output -------------------------------------------------------------------------------
+class CappedText(io.TextIOBase):
+    """A ``sys.stdout`` that keeps the first :data:`OUTPUT_CAP` characters and says how many it cut."""
+
+    def __init__(self, cap: int = OUTPUT_CAP):
+        self.parts, self.size, self.cap = [], 0, cap
+
+    def write(self, text):
+        if self.size < self.cap:
+            self.parts.append(text[: self.cap - self.size])
+        self.size += len(text)
+        return len(text)
+
+    def getvalue(self) -> str:
+        cut = f"\n[... {self.size - self.cap} characters cut]\n" if self.size > self.cap else ""
+        return "".join(self.parts) + cut
+
+
+# -- messages -------------------------------------------------------------------------------------
+class _Message:
+    """A dataclass sent as one JSON line; unset (``None``) fields are left out."""
+
+    def to_json(self) -> str:
+        body = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+        return json.dumps(body, allow_nan=False)
+
+    @classmethod
+    def from_message(cls, message):
+        """The message from its parsed JSON; unknown keys are ignored, a non-object is malformed."""
+        if type(message) is not dict:
+            raise WireError(f"malformed {cls.__name__.lower()}")
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in message.items() if k in names})
+
+
+@dataclass
+class Cells(_Message):
+    """grader -> worker, first: the student's code cells to run."""
+    cells: list
+
+
+@dataclass
+class Ready(_Message):
+    """worker -> grader, once the cells ran: the names they defined and the errors they raised."""
+    ready: bool = True
+    functions: list = field(default_factory=list)
+    classes: list = field(default_factory=list)
+    errors: list = field(default_factory=list)
+
+
+@dataclass
+class Request(_Message):
+    """grader -> worker: one call. Exactly one target is set: ``call`` (a function or class of the student's
+    by name), ``module`` (``[handle, node]``: a remote module's forward), ``deepcopy`` (a handle) or ``vjp``
+    (a kept graph, with the output gradients ``grads``). Values are :func:`encode` d."""
+    call: str | None = None
+    module: list | None = None
+    deepcopy: int | None = None
+    vjp: int | None = None
+    grads: object = None
+    args: object = field(default_factory=list)
+    kwargs: object = field(default_factory=lambda: {"__dict__": []})
+    uploads: list = field(default_factory=list)      # descriptions of the grader's modules passed along
+    optimizers: list = field(default_factory=list)   # the grader's optimizers: class, params, state
+    forbidden: list = field(default_factory=list)    # dotted names the call may not use (compare.FROM_SCRATCH)
+    grad: bool = False                               # autograd on: the reply describes a graph
+    rng: object = None                               # random_states() of the grader
+    sync: list = field(default_factory=list)         # [[handle, changed tensors], ...] of the mirrors
+    release: list = field(default_factory=list)      # handles the grader no longer holds
+    record: list = field(default_factory=list)       # layers whose inputs/outputs the forward hooks want
+
+
+@dataclass
+class Reply(_Message):
+    """worker -> grader: the call's ``value`` or the exception it ``raised`` (``message``, ``where``), and
+    what changed in the worker (``sync``, ``uploads``, ``restructure``, ``optimizers``, ``rng``), the
+    printed output, the kept graph (``graph``, ``graph_args``, ``graph_params``) and ``recorded`` forward
+    hook inputs/outputs. Untrusted: the grader checks each field where it uses it."""
+    value: object = None
+    returned: bool = False                           # a value came back (``value`` may be None)
+    raised: object = None
+    message: object = None
+    where: object = None
+    sync: object = None
+    uploads: object = None
+    restructure: object = None
+    optimizers: object = None
+    rng: object = None
+    stdout: object = None
+    stderr: object = None
+    graph: object = None
+    graph_args: object = None
+    graph_params: object = None
+    recorded: object = None

@@ -1,26 +1,26 @@
 """Grade submissions with the student's code in a sandbox and the tests in the trusted grader.
 
 For every submitted notebook, the student's code cells (never the test cells) run in a
-:class:`~course_lib.grading.sandbox.Sandbox`. The test cells, taken from the instructor's source
+:class:`~course_lib.grading.autograder.jail.Sandbox`. The test cells, taken from the instructor's source
 notebook (hidden tests included, which therefore never enter the sandbox), run here, in the
 grader's own interpreter, with the assignment's set-up cell and :class:`RemoteFunction` /
-:class:`~course_lib.grading.remote.RemoteClass` proxies in place of the student's functions and
+:class:`~course_lib.grading.autograder.proxy.RemoteClass` proxies in place of the student's functions and
 classes: each call is sent to the worker as plain data, with a timeout, and its result comes back
 as exact types; a module the student's code makes stays in the worker and the checks get a mirror
-of it (:mod:`course_lib.grading.remote`). The ``course_lib.grading`` checks run unchanged. The test
+of it (:mod:`course_lib.grading.autograder.proxy`). The ``course_lib.grading`` checks run unchanged. The test
 cells run in a private copy of the regular files handed in (a weights file that a test reads, with
 ``weights_only=True``).
 
 Each test cell's outputs (printed text, or the error that failed it) are saved as JSON per student
 and notebook; nbgrader's autograde then puts them in the notebook instead of executing it
-(:class:`~course_lib.grading.nbgrader_plugins.SandboxResults`) and writes the gradebook, so only
+(:class:`~course_lib.grading.autograder.nbgrader_plugins.SandboxResults`) and writes the gradebook, so only
 the trusted side writes scores. A crash, timeout or protocol violation fails the affected tests and
 the batch goes on; with ``jobs > 1`` submissions are graded in parallel processes.
 """
 from __future__ import annotations
 
+import ast
 import contextlib
-import io
 import json
 import multiprocessing
 import os
@@ -33,10 +33,11 @@ import traceback
 from dataclasses import replace
 from pathlib import Path
 
-from course_lib.grading.sandbox import Limits, Sandbox, SandboxError, missing_protections
-
-OUTPUT_CAP = 100_000  # characters of a test cell's printed output kept
-SAFE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,79}$")
+import course_lib.grading
+from course_lib.grading.compare import is_sandbox_ready
+from course_lib.grading.autograder.jail import Limits, Sandbox, SandboxError, missing_protections
+from course_lib.grading.autograder.protocol import SAFE_NAME, CappedText, Ready, Reply
+from course_lib.grading.autograder.proxy import Remote, proxies_for
 
 
 def _meta(cell: dict) -> dict:
@@ -89,8 +90,6 @@ class Session:
         self.classes: list[str] = []
         self.events: list[str] = []
         self.starts = 0
-        from course_lib.grading.remote import Remote
-
         self.remote = Remote(self)
 
     def ensure(self) -> None:
@@ -103,16 +102,17 @@ class Session:
         self.sandbox = Sandbox(self.files, replace(self.limits, start_timeout=self._left(self.limits.start_timeout)),
                                self.slot)
         try:
-            ready = self.sandbox.start(self.cells)
+            ready = Ready.from_message(self.sandbox.start(self.cells))
         except SandboxError as err:
             self.events.append(f"running your code: {err}")
             raise
-        self.functions = [f for f in ready.get("functions", []) if type(f) is str and SAFE_NAME.match(f)]
-        self.classes = [c for c in ready.get("classes", []) if type(c) is str and SAFE_NAME.match(c)
-                        and c not in self.functions]
-        errors = ready.get("errors", [])
-        if self.starts == 1 and type(errors) is list:
-            self.events += [f"while running your code: {str(e)[:500]}" for e in errors[:20]]
+        names = [n for n in ready.functions if type(n) is str and SAFE_NAME.match(n)] \
+            if type(ready.functions) is list else []
+        self.functions = names
+        self.classes = [c for c in ready.classes if type(c) is str and SAFE_NAME.match(c)
+                        and c not in self.functions] if type(ready.classes) is list else []
+        if self.starts == 1 and type(ready.errors) is list:
+            self.events += [f"while running your code: {str(e)[:500]}" for e in ready.errors[:20]]
 
     def _left(self, want: float) -> float:
         left = self.deadline - time.monotonic()
@@ -120,11 +120,12 @@ class Session:
             raise SandboxError("this submission used up its time budget")
         return min(want, left)
 
-    def request(self, message: dict, label: str) -> dict:
-        """One message to the worker (started if need be) and its reply, within the call timeout."""
+    def request(self, message, label: str) -> Reply:
+        """One :class:`~course_lib.grading.autograder.protocol.Request` to the worker (started if need be)
+        and its reply, within the call timeout."""
         self.ensure()
         try:
-            return self.sandbox.request(message, self._left(self.limits.call_timeout))
+            return Reply.from_message(self.sandbox.request(message, self._left(self.limits.call_timeout)))
         except SandboxError as err:
             self.events.append(f"calling {label}: {err}")
             self.stop()
@@ -136,45 +137,9 @@ class Session:
             self.sandbox = None
 
 
-def remote_exception(kind: str, message: str) -> BaseException:
-    """The student's exception, rebuilt by name only (no object crosses)."""
-    from course_lib.grading.compare import ForbiddenCall
-
-    if kind == "NotImplementedError":
-        return NotImplementedError(message)
-    if kind == "ForbiddenCall":
-        return ForbiddenCall(message)
-    builtin = __builtins__.get(kind) if isinstance(__builtins__, dict) else getattr(__builtins__, kind, None)
-    if isinstance(builtin, type) and issubclass(builtin, Exception) and not issubclass(builtin, (Warning,)):
-        return builtin(message)
-    name = kind if SAFE_NAME.match(kind) else "StudentError"
-    return type(name, (Exception,), {})(message)
-
-
-class RemoteFunction:
-    """Stands for a student's function in the test cells: forwards each call to the sandbox."""
-
-    def __init__(self, session: Session, name: str):
-        self.session, self.__name__ = session, name
-
-    def __call__(self, *args, **kwargs):
-        return self.session.remote.invoke({"call": self.__name__}, args, kwargs, self.__name__)
-
-    def __repr__(self):
-        return f"<student function {self.__name__}>"
-
-
 def proxies(session: Session) -> dict:
     """``name -> proxy`` for every function and class the student's cells defined."""
-    from course_lib.grading.remote import proxies_for
-
     return proxies_for(session.remote, session.functions, session.classes)
-
-
-class _Capped(io.StringIO):
-    def write(self, text):
-        room = OUTPUT_CAP - self.tell()
-        return super().write(text[:max(room, 0)]) if room > 0 else len(text)
 
 
 def run_tests(session: Session, setup: list[str], tests: list[tuple[str, str]]) -> dict[str, list[dict]]:
@@ -191,7 +156,7 @@ def run_tests(session: Session, setup: list[str], tests: list[tuple[str, str]]) 
         namespace.setdefault(name, proxy)
     results = {}
     for grade_id, source in tests:
-        out, err = _Capped(), _Capped()
+        out, err = CappedText(), CappedText()
         error = None
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
@@ -199,7 +164,7 @@ def run_tests(session: Session, setup: list[str], tests: list[tuple[str, str]]) 
                     raise RuntimeError(f"your notebook could not be run: {start_error}")
                 exec(compile(source, f"<test {grade_id}>", "exec"), namespace)
             except BaseException as exc:  # noqa: BLE001 - every failure of a test scores 0 for it
-                tb = [line for line in traceback.format_exception(exc) if "course_lib/grading/sandbox" not in line]
+                tb = [line for line in traceback.format_exception(exc) if "course_lib/grading/autograder" not in line]
                 error = {"output_type": "error", "ename": type(exc).__name__, "evalue": str(exc)[:20_000],
                          "traceback": tb[-20:]}
         outputs = [{"output_type": "stream", "name": name, "text": buf.getvalue()}
@@ -250,44 +215,14 @@ def grade_notebook(student_nb: Path, source_nb: Path, limits: Limits = Limits(),
     return {"tests": results, "events": session.events, "log": log[-4000:], "seconds": time.monotonic() - start}
 
 
-#: Checks known to work through the proxies: plain data (tensors, numbers, tuples) to and from the
-#: student's functions, the student's modules as remote modules, the grader's modules and optimizers
-#: rebuilt in the worker (each proven by tests/test_sandbox_remote.py to pass and fail exactly as
-#: with direct calls). A test cell may call these (and plain ``assert``) in the sandbox.
-SANDBOX_READY_CHECKS = frozenset({
-    "check_conv_output_size", "check_im2col", "check_conv2d", "check_conv2d_backward",
-    "check_max_pool2d", "check_avg_pool2d", "check_max_pool2d_backward", "check_avg_pool2d_backward",
-    # assignments 2 and 4: numbers and tensors in, numbers and tensors out
-    "check_conv_costs", "check_spatial_softmax", "check_attention_pool", "check_mean_iou",
-    # assignments 2, 4 and 5: the student's classes and modules, as remote modules (course_lib.grading.remote);
-    # gradients through the student's functions; the grader's modules and optimizers handed to them;
-    # weight files read by the grader with weights_only=True
-    "check_basic_block", "check_bottleneck", "check_inception", "check_depthwise_separable", "check_model_file",
-    "check_test_accuracy", "check_squeeze_excitation", "check_unet_shapes", "check_soft_dice_loss",
-    "check_segmentation_model", "check_generator", "check_discriminator", "check_gan_losses", "check_train_step",
-    "check_short_training",
-    # assignment 6: tensors and dicts of tensors in (forbidden ops forwarded to the worker), tensors and
-    # lists with None out; the configuration dict; the state_dict that the student's submitted_weights()
-    # reads in the worker from its copy of the submission (weights_only=True there, then only tensors cross)
-    "check_rnn_cell", "check_lstm_cell", "check_gru_cell", "check_rnn_backward", "check_clip_grad_norm",
-    "check_sequence_classifier", "check_classifier_accuracy",
-    # assignment 3: plain data, a seeded CPU generator (it crosses as its state), the schedule as a factor per
-    # epoch, the grader's network whose head the student replaces (its new layers cross back,
-    # course_lib.grading.modules.restructure), the grader reading the weights file
-    "check_random_crop_flip", "check_class_weights", "check_sample_weights", "check_balanced_accuracy",
-    "check_warmup_cosine", "check_finetune_setup", "check_model_balanced_accuracy",
-})
-
-
 def unsupported(source_nb: Path) -> list[str]:
     """Why the sandbox cannot grade this assignment yet (empty: it can).
 
     The tests may use the student's functions and classes (through proxies), but no other value the
     student's cells define (a constant, an object): it has no proxy. Decided from the instructor's
-    source, so a student cannot change how they are graded.
+    source, so a student cannot change how they are graded. A check says itself that it works through
+    the proxies (:func:`course_lib.grading.compare.sandbox_ready`).
     """
-    import ast
-
     source = json.loads(source_nb.read_text(encoding="utf-8"))
     defined: dict[str, str] = {}
     used: set[str] = set()
@@ -314,7 +249,7 @@ def unsupported(source_nb: Path) -> list[str]:
     return sorted([f"the tests use {name!r}, a {kind} of the student's" for name, kind in defined.items()
                    if name in used and kind not in ("function", "class")]
                   + [f"{name} is not known to be sandbox-ready" for name in used
-                     if name.startswith("check_") and name not in SANDBOX_READY_CHECKS])
+                     if name.startswith("check_") and not is_sandbox_ready(getattr(course_lib.grading, name, None))])
 
 
 # -- a class, in parallel -------------------------------------------------------------------------

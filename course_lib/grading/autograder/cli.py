@@ -20,9 +20,15 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+import course_lib
+from course_lib.grading.autograder import session
+from course_lib.grading.autograder.jail import Limits
+from course_lib.grading.autograder.nbgrader_plugins import SANDBOX_RESULTS_ENV
+
+REPO = Path(course_lib.__file__).resolve().parents[1]
 MATHJAX = REPO / "_extra" / "mathjax"
 #: The MathJax 3 bundle a feedback page loads. SVG output, unlike CHTML, needs no web fonts, which
 #: browsers refuse to load for a page opened from disk (file://), as a student opens the feedback.
@@ -118,17 +124,15 @@ def autograde(root: Path, assignment: str, sandbox: bool | None = None, jobs: in
               budget: float = 600.0) -> dict[str, float | None]:
     """Grade every submission of ``assignment`` in one nbgrader call; ``{student: score or None}``.
 
-    With ``sandbox`` (``None``: whenever the assignment allows it) the students' code runs in :mod:`~course_lib.grading.sandbox`
-    and the tests in this process (:mod:`~course_lib.grading.sandbox_grade`), ``jobs`` submissions
+    With ``sandbox`` (``None``: whenever the assignment allows it) the students' code runs in :mod:`~course_lib.grading.autograder.jail`
+    and the tests in this process (:mod:`~course_lib.grading.autograder.session`), ``jobs`` submissions
     at a time; nbgrader then only restores the test cells, records the scores and writes the
     gradebook. Without it, stock nbgrader executes each notebook in one kernel (unsafe: a student
     can read the hidden tests and the gradebook, or fake a pass). A submission that cannot be
     graded (an unreadable notebook, ...) is reported as ``None``; it does not stop the others.
     """
-    from course_lib.grading import sandbox_grade
-
     env_extra = None
-    reasons = [r for nb in sorted((root / "solutions" / assignment).glob("*.ipynb")) for r in sandbox_grade.unsupported(nb)]
+    reasons = [r for nb in sorted((root / "solutions" / assignment).glob("*.ipynb")) for r in session.unsupported(nb)]
     if reasons and sandbox:
         raise ValueError(f"the sandbox cannot grade {assignment}: " + "; ".join(reasons))
     if reasons or sandbox is False:
@@ -136,16 +140,11 @@ def autograde(root: Path, assignment: str, sandbox: bool | None = None, jobs: in
               f"tests, as the grader's user, in the course folder ({'; '.join(reasons) or '--no-sandbox'})",
               file=sys.stderr)
     else:
-        import tempfile
-
-        from course_lib.grading.nbgrader_plugins import SANDBOX_RESULTS_ENV
-        from course_lib.grading.sandbox import Limits
-
-        warning = sandbox_grade.protections_warning()
+        warning = session.protections_warning()
         if warning:
             print(warning, file=sys.stderr)
         results = Path(tempfile.mkdtemp(prefix="sandbox-results-"))
-        graded = sandbox_grade.grade_all(root, assignment, results, jobs=jobs, limits=limits or Limits(), budget=budget)
+        graded = session.grade_all(root, assignment, results, jobs=jobs, limits=limits or Limits(), budget=budget)
         for student, notebooks in sorted(graded.items()):
             for name, result in notebooks.items():
                 for event in result.get("events", []):
@@ -256,7 +255,7 @@ def _main(argv: list[str] | None) -> int:
     grade.add_argument("--submissions", type=Path, help="first copy FOLDER/STUDENT.ipynb or FOLDER/STUDENT/*.ipynb in")
     mode = grade.add_mutually_exclusive_group()
     mode.add_argument("--sandbox", dest="sandbox", action="store_true", default=None,
-                      help="always sandbox (an error where the tests use something with no proxy: sandbox_grade.unsupported); "
+                      help="always sandbox (an error where the tests use something with no proxy: session.unsupported); "
                            "default: sandbox whenever the assignment allows it")
     mode.add_argument("--no-sandbox", dest="sandbox", action="store_false",
                       help="UNSAFE: let stock nbgrader run each notebook with its tests in one kernel")
@@ -277,8 +276,6 @@ def _main(argv: list[str] | None) -> int:
     elif args.command == "autograde":
         if args.submissions:
             print(f"collected {len(collect(root, args.assignment, args.submissions))} submissions")
-        from course_lib.grading.sandbox import Limits
-
         limits = Limits(call_timeout=args.call_timeout, start_timeout=args.start_timeout, memory=args.memory << 20)
         scores = autograde(root, args.assignment, sandbox=args.sandbox, jobs=max(1, args.jobs), limits=limits,
                            budget=args.timeout)

@@ -40,7 +40,7 @@ SANDBOX_RESULTS_ENV = "COURSE_SANDBOX_RESULTS"
 
 class SandboxResults(NbGraderPreprocessor):
     """In the place of ``Execute``: each test cell gets the outputs that the sandboxed grading
-    (:mod:`course_lib.grading.sandbox_grade`) produced for it; no student code runs in nbgrader.
+    (:mod:`course_lib.grading.autograder.session`) produced for it; no student code runs in nbgrader.
     A test without a result (the sandbox failed for this student) gets an error: 0 points."""
 
     def preprocess(self, nb, resources):

@@ -1,6 +1,6 @@
 """A sandbox for running a student's code on a plain Linux machine, with what Linux already offers.
 
-As root, :class:`Sandbox` starts :mod:`course_lib.grading.worker` inside
+As root, :class:`Sandbox` starts :mod:`course_lib.grading.autograder.worker` inside
 
 * ``unshare --fork --pid --mount --net --ipc --uts --kill-child``: a fresh PID namespace whose first
   process is the worker (when it ends, or the grader kills it, the kernel kills every process left
@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import course_lib
+from course_lib.grading.autograder.protocol import Cells
 
 LIBRARY = Path(course_lib.__file__).resolve().parent
 SANDBOX_UID_BASE = 2_100_000_000  # far above any real account; one uid per parallel slot
@@ -140,7 +141,7 @@ class Sandbox:
 
     # -- process -----------------------------------------------------------------------------------
     def command(self) -> list[str]:
-        worker = [sys.executable, "-I", "-m", "course_lib.grading.worker"]
+        worker = [sys.executable, "-I", "-m", "course_lib.grading.autograder.worker"]
         env = [f"{k}={v}" for k, v in ENV_ALLOWED.items()]
         if not self.isolated:
             return ["env", "-i", *env, f"HOME={self.work}", *worker]
@@ -182,7 +183,7 @@ class Sandbox:
                                      stderr=subprocess.PIPE, cwd=self.work, env=env, start_new_session=True,
                                      preexec_fn=None if self.isolated else self._limit_self)
         threading.Thread(target=self._drain_log, daemon=True).start()
-        return self.request({"cells": cells}, self.limits.start_timeout)
+        return self.request(Cells(cells), self.limits.start_timeout)
 
     def _drain_log(self) -> None:
         """Keep the first ``log_bytes`` of the student's output; read and drop the rest."""
@@ -193,12 +194,13 @@ class Sandbox:
                 self.log += chunk[:room]
             self.log_dropped += max(0, len(chunk) - max(room, 0))
 
-    def request(self, message: dict, timeout: float) -> dict:
-        """Send one message and read the reply, at most ``reply_bytes`` within ``timeout`` seconds."""
+    def request(self, message, timeout: float) -> dict:
+        """Send one message (a :mod:`~course_lib.grading.autograder.protocol` dataclass) and read the reply,
+        a JSON object of at most ``reply_bytes``, within ``timeout`` seconds."""
         if self.proc is None or self.proc.poll() is not None:
             raise SandboxError(self._death())
         deadline = time.monotonic() + timeout
-        self._write(json.dumps(message, allow_nan=False).encode() + b"\n", deadline, timeout)
+        self._write(message.to_json().encode() + b"\n", deadline, timeout)
         fd = self.proc.stdout.fileno()
         chunks, size = [self._buffer], len(self._buffer)
         with selectors.DefaultSelector() as sel:
