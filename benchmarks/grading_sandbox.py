@@ -1,6 +1,6 @@
 """Seconds per submission: sandboxed grading (1 and N jobs) against stock nbgrader, same machine, same batch.
 
-    .venv/bin/python benchmarks/grading_sandbox.py [--copies 1] [--jobs 2] [--assignment a5_gans]
+    .venv/bin/python benchmarks/grading_sandbox.py [--copies 1] [--jobs 2] [--assignment a5_gans] [--markdown]
 
 The batch is assignment 1's submission bank (tests/submission_bank.py), ``--copies`` times; with
 ``--assignment`` it is that assignment's bank of realistic submissions (``tests/banks/<name>.py``,
@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT / "tests" / "banks"))
 
 from submission_bank import ASSIGNMENT, EXPECTED, submission  # noqa: E402
 
-from course_lib.grading import cli  # noqa: E402
+from course_lib.grading.autograder import cli  # noqa: E402
 
 
 def solution_and_blank(course: Path, assignment: str) -> dict[str, str]:
@@ -89,6 +89,7 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=1)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--assignment", default=ASSIGNMENT)
+    parser.add_argument("--markdown", action="store_true", help="print one Markdown table (for make bench)")
     args = parser.parse_args()
     rows = []
     for label, mode in (("stock nbgrader (unsandboxed)", ["--no-sandbox"]), ("sandboxed, 1 job", ["--jobs", "1"]),
@@ -97,12 +98,20 @@ def main() -> None:
         seconds, count = grade(mode, args.copies, args.assignment)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         used = after.ru_utime + after.ru_stime - cpu.ru_utime - cpu.ru_stime
-        rows.append((label, seconds, count))
-        print(f"{label:32s} {count} submissions in {seconds:6.1f} s: {seconds / count:5.2f} s each "
-              f"(CPU {used:6.1f} s; load {os.getloadavg()[0]:.1f})", flush=True)
+        rows.append((label, seconds, count, used))
+        if not args.markdown:
+            print(f"{label:32s} {count} submissions in {seconds:6.1f} s: {seconds / count:5.2f} s each "
+                  f"(CPU {used:6.1f} s; load {os.getloadavg()[0]:.1f})", flush=True)
     one, many = rows[1][1], rows[2][1]
+    if args.markdown:
+        print(f"| grading ({args.assignment}) | submissions | wall s | s each | CPU s (children) | x stock "
+              "| load avg |")
+        print("|---|---|---|---|---|---|---|")
+        for label, seconds, count, used in rows:
+            print(f"| {label} | {count} | {seconds:.1f} | {seconds / count:.2f} | {used:.1f} "
+                  f"| {seconds / rows[0][1]:.2f} | {os.getloadavg()[0]:.1f} |")
+        return
     print(f"sandboxed/stock: {rows[1][1] / rows[0][1]:.2f}x the time; {args.jobs} jobs: {one / many:.2f}x faster than 1")
-
 
 if __name__ == "__main__":
     main()

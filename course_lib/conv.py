@@ -15,7 +15,8 @@ with stride ``s``, zero padding ``p`` and dilation ``d``. Each spatial output si
 
 * :func:`conv2d_loops` — the formula as loops over output pixels: slow, for reading.
 * :func:`im2col` / :func:`col2im` — unfold every receptive field into a column and back.
-* :func:`conv2d` — im2col + one matrix product, how cuDNN/MKL-DNN-style libraries do it.
+* :func:`conv2d` — im2col + one matrix product, how cuDNN/MKL-DNN-style libraries do it; one autograd
+  node (:class:`Conv2dFunction`) whose backward is :func:`conv2d_backward`.
 * :func:`conv2d_backward` — the gradients: again matrix products (the transposed matrix).
 * :func:`conv_transpose2d` — the "up-convolution": the input-gradient of a convolution used forward.
 * :func:`conv_matrix` — a single-channel convolution written as a (sparse) matrix.
@@ -104,6 +105,8 @@ def im2col(input: torch.Tensor, kernel_size: IntPair, dilation: IntPair = 1, pad
            stride: IntPair = 1) -> torch.Tensor:
     """Unfold every receptive field of ``input`` into a column (the same as ``F.unfold``).
 
+    Column ``(i, j)``, row ``(c, a, b)`` holds the padded pixel ``x[c, s*i + d*a, s*j + d*b]``.
+
     Args:
         input: ``(N, C, H, W)``.
 
@@ -116,17 +119,20 @@ def im2col(input: torch.Tensor, kernel_size: IntPair, dilation: IntPair = 1, pad
     N, C, H, W = input.shape
     H_out, W_out = conv_output_size(H, kH, sh, ph, dh), conv_output_size(W, kW, sw, pw, dw)
     x = F.pad(input, (pw, pw, ph, ph))
-    # One strided slice per kernel offset (a, b): kH*kW slices instead of H_out*W_out windows.
-    cols = torch.stack([
-        x[:, :, a * dh: a * dh + sh * (H_out - 1) + 1: sh, b * dw: b * dw + sw * (W_out - 1) + 1: sw]
-        for a in range(kH) for b in range(kW)
-    ], dim=2)  # (N, C, kH*kW, H_out, W_out)
-    return cols.reshape(N, C * kH * kW, H_out * W_out)
+    sN, sC, sH, sW = x.stride()
+    # Moving one step along a, b, i or j moves a fixed distance in memory (d or s rows/columns),
+    # so all windows are one strided *view* of the padded image: nothing is copied yet.
+    windows = x.as_strided((N, C, kH, kW, H_out, W_out),
+                           (sN, sC, dh * sH, dw * sW, sh * sH, sw * sW), x.storage_offset())
+    # The one copy: overlapping windows share pixels, the matrix repeats them.
+    return windows.reshape(N, C * kH * kW, H_out * W_out)
 
 
 def col2im(cols: torch.Tensor, output_size: IntPair, kernel_size: IntPair, dilation: IntPair = 1,
            padding: IntPair = 0, stride: IntPair = 1) -> torch.Tensor:
     """Fold columns back into an image, *summing* overlaps (the adjoint of :func:`im2col`, ``F.fold``).
+
+    ``x[c, p] = sum of cols[c, a, b, i, j] over all (a, b, i, j) that im2col read from pixel p``.
 
     Args:
         cols: ``(N, C*kH*kW, L)`` as produced by :func:`im2col`.
@@ -142,18 +148,18 @@ def col2im(cols: torch.Tensor, output_size: IntPair, kernel_size: IntPair, dilat
     if CKK % (kH * kW) or L != H_out * W_out:
         raise ValueError(f"cols of shape {tuple(cols.shape)} do not match kernel {kH}x{kW} and "
                          f"{H_out}x{W_out} output positions")
-    C = CKK // (kH * kW)
-    cols = cols.reshape(N, C, kH, kW, H_out, W_out)
-    x = cols.new_zeros(N, C, H + 2 * ph, W + 2 * pw)
-    for a in range(kH):
-        for b in range(kW):
-            x[:, :, a * dh: a * dh + sh * (H_out - 1) + 1: sh, b * dw: b * dw + sw * (W_out - 1) + 1: sw] += cols[:, :, a, b]
-    return x[:, :, ph: ph + H, pw: pw + W]
+    C, Hp, Wp = CKK // (kH * kW), H + 2 * ph, W + 2 * pw
+    # Where each entry came from: im2col of the padded image's pixel numbers, (kH*kW*L,).
+    pixel = torch.arange(Hp * Wp, device=cols.device).reshape(1, 1, Hp, Wp)
+    source = im2col(pixel, (kH, kW), (dh, dw), 0, (sh, sw)).reshape(-1)
+    # The transpose of a copy is a sum: every entry is added back to its pixel, in one pass.
+    x = cols.new_zeros(N, C, Hp * Wp).index_add_(2, source, cols.reshape(N, C, kH * kW * L))
+    return x.reshape(N, C, Hp, Wp)[:, :, ph: ph + H, pw: pw + W]
 
 
 def conv2d(input, weight, bias=None, stride: IntPair = 1, padding: IntPair = 0,
            dilation: IntPair = 1, groups: int = 1) -> torch.Tensor:
-    """Convolution as im2col + a batched matrix product: ``Y = W_mat @ im2col(X)``.
+    """Convolution as im2col + a batched matrix product: ``Y = W_mat @ im2col(X) + b``.
 
     Args:
         input: ``(N, C_in, H, W)``.
@@ -161,21 +167,45 @@ def conv2d(input, weight, bias=None, stride: IntPair = 1, padding: IntPair = 0,
         bias: ``(C_out,)`` or ``None``.
 
     Returns:
-        ``(N, C_out, H_out, W_out)``. Differentiable by autograd (it is made of torch ops).
+        ``(N, C_out, H_out, W_out)``, equal to ``F.conv2d``. Differentiable: autograd sees one
+        node, :class:`Conv2dFunction`, whose backward is :func:`conv2d_backward`.
     """
     _check_conv_args(input, weight, groups)
-    N, C_in, H, W = input.shape
-    C_out, _, kH, kW = weight.shape
-    (sh, sw), (ph, pw), (dh, dw) = _pair(stride, "stride"), _pair(padding, "padding"), _pair(dilation, "dilation")
-    H_out, W_out = conv_output_size(H, kH, sh, ph, dh), conv_output_size(W, kW, sw, pw, dw)
-    cols = im2col(input, (kH, kW), dilation, padding, stride)  # (N, C_in*kH*kW, L)
-    cols = cols.reshape(N, groups, -1, H_out * W_out)  # (N, G, C_in/G*kH*kW, L)
-    w = weight.reshape(groups, C_out // groups, -1)  # (G, C_out/G, C_in/G*kH*kW)
-    out = torch.matmul(w, cols)  # (N, G, C_out/G, L)
-    out = out.reshape(N, C_out, H_out, W_out)
-    if bias is not None:
-        out = out + bias.view(1, C_out, 1, 1)
-    return out
+    return Conv2dFunction.apply(input, weight, bias, stride, padding, dilation, groups)
+
+
+class Conv2dFunction(torch.autograd.Function):
+    """A convolutional layer as one autograd node: forward im2col + matmul, backward :func:`conv2d_backward`.
+
+    Left to autograd, the strided copies of im2col would each record a node and allocate their own
+    gradient buffers; the chapter's formulas need only the weight and the columns.
+    """
+
+    @staticmethod
+    def forward(ctx, input, weight, bias, stride, padding, dilation, groups):
+        N, C_in, H, W = input.shape
+        C_out, _, kH, kW = weight.shape
+        (sh, sw), (ph, pw), (dh, dw) = _pair(stride, "stride"), _pair(padding, "padding"), _pair(dilation, "dilation")
+        H_out, W_out = conv_output_size(H, kH, sh, ph, dh), conv_output_size(W, kW, sw, pw, dw)
+        cols = im2col(input, (kH, kW), dilation, padding, stride)  # (N, C_in*kH*kW, L)
+        w = weight.reshape(groups, C_out // groups, -1)  # (G, C_out/G, C_in/G*kH*kW)
+        out = torch.matmul(w, cols.reshape(N, groups, -1, H_out * W_out))  # (N, G, C_out/G, L)
+        out = out.reshape(N, C_out, H_out, W_out)
+        if bias is not None:
+            out += bias.view(1, C_out, 1, 1)  # in place: autograd does not record inside forward
+        # Keeping the columns costs memory (kH*kW copies of the input) but spares im2col in backward.
+        ctx.save_for_backward(input, weight, cols)
+        ctx.geometry, ctx.has_bias = (stride, padding, dilation, groups), bias is not None
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        input, weight, cols = ctx.saved_tensors
+        if torch.is_grad_enabled():  # backward is being differentiated: cols must be a function of input
+            cols = None
+        grad_input, grad_weight, grad_bias = conv2d_backward(grad_output, input, weight, *ctx.geometry, cols=cols)
+        # One gradient per argument of forward; stride, padding, dilation and groups get None.
+        return grad_input, grad_weight, grad_bias if ctx.has_bias else None, None, None, None, None
 
 
 def _input_grad(grad_output, weight, input_size, stride, padding, dilation, groups) -> torch.Tensor:
@@ -190,7 +220,7 @@ def _input_grad(grad_output, weight, input_size, stride, padding, dilation, grou
 
 
 def conv2d_backward(grad_output, input, weight, stride: IntPair = 1, padding: IntPair = 0,
-                    dilation: IntPair = 1, groups: int = 1):
+                    dilation: IntPair = 1, groups: int = 1, *, cols: torch.Tensor | None = None):
     """Gradients of :func:`conv2d` — a convolution is linear, so they are matrix products too.
 
     .. math::
@@ -202,6 +232,7 @@ def conv2d_backward(grad_output, input, weight, stride: IntPair = 1, padding: In
         grad_output: ``(N, C_out, H_out, W_out)``, the gradient flowing into the layer's output.
         input: ``(N, C_in, H, W)``, the layer's input in the forward pass.
         weight: ``(C_out, C_in/groups, kH, kW)``.
+        cols: ``im2col(input)``, ``(N, C_in*kH*kW, L)``, if the forward pass kept it; else recomputed.
 
     Returns:
         ``(grad_input, grad_weight, grad_bias)`` with the shapes of input, weight and ``(C_out,)``.
@@ -210,8 +241,12 @@ def conv2d_backward(grad_output, input, weight, stride: IntPair = 1, padding: In
     N, C_in, H, W = input.shape
     C_out, _, kH, kW = weight.shape
     L = grad_output.shape[2] * grad_output.shape[3]
+    # The gradient of a .sum() arrives as one number broadcast (stride 0): a matrix product needs it in memory.
+    grad_output = grad_output.contiguous()
     grad_input = _input_grad(grad_output, weight, (H, W), stride, padding, dilation, groups)
-    cols = im2col(input, (kH, kW), dilation, padding, stride).reshape(N, groups, -1, L)  # (N, G, K, L)
+    if cols is None:
+        cols = im2col(input, (kH, kW), dilation, padding, stride)  # (N, C_in*kH*kW, L)
+    cols = cols.reshape(N, groups, -1, L)  # (N, G, K, L)
     g = grad_output.reshape(N, groups, C_out // groups, L)  # (N, G, C_out/G, L)
     grad_weight = torch.matmul(g, cols.transpose(2, 3)).sum(0)  # (G, C_out/G, K)
     grad_bias = grad_output.sum(dim=(0, 2, 3))

@@ -91,7 +91,8 @@ def balanced_sampler(labels: torch.Tensor, num_samples: int | None = None):
     num_samples = len(labels) if num_samples is None else num_samples
 
     def sample(generator: torch.Generator | None = None) -> torch.Tensor:
-        return torch.multinomial(weights, num_samples, replacement=True, generator=generator)
+        on = weights if generator is None else weights.to(generator.device)  # draw where the generator is
+        return torch.multinomial(on, num_samples, replacement=True, generator=generator)
 
     return sample
 

@@ -45,6 +45,33 @@ def saved_tensor_bytes(fn, exclude=()) -> tuple[int, object]:
     return sum(storages.values()), out
 
 
+def layer_outputs(model: nn.Module, input_shape: tuple[int, ...],
+                  kinds: tuple[type, ...] = (nn.Conv2d, nn.MaxPool2d, nn.Linear)) -> list[tuple[str, str, tuple, int]]:
+    """The output of every layer of the given ``kinds`` in one forward pass of a single input.
+
+    The forward activations a network must hold for one image (CS231n's per-layer table for VGG-16):
+    each layer writes ``C·H·W`` values; an in-place ReLU writes into its input, so it is not counted
+    again. Works on the ``meta`` device (shapes only).
+
+    Args:
+        input_shape: one input without the batch axis, e.g. ``(3, 224, 224)``.
+
+    Returns:
+        ``[(name, kind, shape, values), ...]`` in forward order, per image.
+    """
+    found = []
+    hooks = [m.register_forward_hook(lambda m, i, o, name=name: found.append(
+        (name, type(m).__name__, tuple(o.shape[1:]), o[0].numel())))
+        for name, m in model.named_modules() if isinstance(m, kinds)]
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, *input_shape, device=next(model.parameters()).device))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return found
+
+
 class CheckpointedSequential(nn.Module):
     """Run ``layers`` in ``segments`` chunks, each under ``torch.utils.checkpoint`` while training.
 

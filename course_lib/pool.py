@@ -117,3 +117,23 @@ def global_avg_pool2d(input: torch.Tensor) -> torch.Tensor:
 def global_max_pool2d(input: torch.Tensor) -> torch.Tensor:
     """One number per feature map: the maximum over all positions, ``(N, C, H, W) -> (N, C)``."""
     return input.amax(dim=(2, 3))
+
+
+def maxout(input: torch.Tensor, pieces: int) -> torch.Tensor:
+    """Pooling across filters (maxout, Goodfellow et al., 2013): the max of ``pieces`` consecutive channels.
+
+    .. math:: y[n, c, \\ldots] = \\max_{j < k} x[n, c k + j, \\ldots]
+
+    A convolution with ``C·k`` filters followed by ``maxout(·, k)`` gives ``C`` maps, each a learned
+    piecewise-linear convex function of the input (ReLU is the special case ``max(w·x, 0)``); since the
+    k filters may detect rotated or shifted versions of one pattern, the max is invariant to those.
+
+    Args:
+        input: ``(N, C·k, *spatial)``.
+    Returns:
+        ``(N, C, *spatial)``.
+    """
+    N, channels, *spatial = input.shape
+    if pieces < 1 or channels % pieces:
+        raise ValueError(f"maxout: {channels} channels cannot be split into groups of {pieces}")
+    return input.unflatten(1, (channels // pieces, pieces)).amax(dim=2)  # (N, C, k, *spatial) -> (N, C, *spatial)

@@ -14,13 +14,15 @@ def device(prefer: str | None = None) -> torch.device:
     """The device to compute on: ``prefer``, else ``$COURSE_DEVICE``, else cuda → mps → cpu.
 
     Args:
-        prefer: ``"cuda"``, ``"cuda:1"``, ``"mps"``, ``"cpu"`` or ``None``/``"auto"`` for the
-            first available one. Notebooks pass their ``DEVICE`` parameter here.
+        prefer: ``"cuda"``, ``"cuda:1"``, ``"mps"``, ``"cpu"``, or ``None``/``"auto"`` to let
+            ``$COURSE_DEVICE`` decide and, without it, take the first available one. Notebooks pass
+            their ``DEVICE`` parameter here, so ``COURSE_DEVICE=cpu`` moves a whole run to the CPU
+            while a notebook that names a device keeps it.
 
     Raises:
         ValueError: the requested device is not available on this machine.
     """
-    choice = prefer or os.environ.get(DEVICE_ENV) or "auto"
+    choice = prefer if prefer not in (None, "auto") else os.environ.get(DEVICE_ENV) or "auto"
     if choice == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")

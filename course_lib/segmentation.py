@@ -227,15 +227,15 @@ def train_segmentation(model, train_data, val_data, *, num_classes: int, epochs:
     """
     from tqdm import tqdm
 
-    from course_lib.train import fit
+    from course_lib.train import FitConfig, fit
 
     optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=1e-3)
     history = SegmentationHistory()
     bar = tqdm(range(epochs), desc="epochs", disable=not progress)
     for epoch in bar:
         tic = time.perf_counter()
-        run = fit(model, train_data, epochs=1, optimizer=optimizer, loss_fn=loss_fn, seed=seed + epoch,
-                  progress=False, **fit_kwargs)
+        run = fit(model, train_data, config=FitConfig(epochs=1, optimizer=optimizer, loss_fn=loss_fn, seed=seed + epoch,
+                  progress=False, **fit_kwargs))
         val_loss, pixel_acc, iou = evaluate_segmentation(model, val_data, num_classes, loss_fn)
         history.train_loss.append(run.train_loss[-1])
         history.val_loss.append(val_loss)

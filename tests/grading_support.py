@@ -16,7 +16,7 @@ from pathlib import Path
 
 from conftest import ROOT
 
-from course_lib.grading import cli
+from course_lib.grading.autograder import cli
 
 
 def papermill_run(notebook: Path, out: Path, **kwargs) -> dict:

@@ -6,6 +6,7 @@ import itertools
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.autograd.gradcheck import GradcheckError
 
 from course_lib import conv
 
@@ -59,6 +60,52 @@ def test_conv2d_backward_matches_autograd(case):
     torch.testing.assert_close(gx, xr.grad)
     torch.testing.assert_close(gw, wr.grad)
     torch.testing.assert_close(gb, br.grad)
+
+
+@pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "no_bias"])
+@pytest.mark.parametrize("case", CASES)
+def test_conv2d_gradcheck_through_its_own_backward(case, with_bias):
+    # Centred differences in float64 against Conv2dFunction.backward (conv2d_backward): catches a
+    # wrong gradient for any of stride, padding, dilation, groups, non-square shapes, N > 1, C > 1.
+    x, w, b, kw = _make(case)
+    inputs = (x.requires_grad_(), w.requires_grad_(), b.requires_grad_() if with_bias else None)
+    assert torch.autograd.gradcheck(lambda x, w, b: conv.conv2d(x, w, b, **kw), inputs, fast_mode=True)
+
+
+def test_conv2d_is_one_autograd_node_and_differentiable_twice():
+    # One node: autograd does not trace im2col's copies (the slow path this Function replaces).
+    # Twice: its backward is made of differentiable ops, so gradient penalties work through it.
+    x, w, b, kw = _make((2, 2, 5, 4, 2, 2, 3, (2, 1), (1, 0), 1, 2))
+    x, w, b = (t.requires_grad_() for t in (x, w, b))
+    assert type(conv.conv2d(x, w, b, **kw).grad_fn).__name__ == "Conv2dFunctionBackward"
+    assert torch.autograd.gradgradcheck(lambda x, w, b: conv.conv2d(x, w, b, **kw), (x, w, b), fast_mode=True)
+
+
+def test_gradcheck_catches_a_wrong_backward(monkeypatch):
+    # The gradcheck above really checks conv2d_backward: with the kernel flipped in the input
+    # gradient (a plausible mix-up of convolution and cross-correlation) it must fail.
+    correct = conv._input_grad
+
+    def flipped_kernel(grad_output, weight, *args):
+        return correct(grad_output, weight.flip(-1, -2), *args)
+
+    monkeypatch.setattr(conv, "_input_grad", flipped_kernel)
+    x, w, b, kw = _make(CASES[0])  # small: a failing gradcheck recomputes the full Jacobians to report
+    inputs = (x.requires_grad_(), w.requires_grad_(), b.requires_grad_())
+    with pytest.raises(GradcheckError, match="Jacobian mismatch"):
+        torch.autograd.gradcheck(lambda x, w, b: conv.conv2d(x, w, b, **kw), inputs, fast_mode=True)
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "transposed", "sliced"])
+def test_im2col_of_a_strided_input_matches_unfold(layout):
+    # im2col reads the input through its strides and storage offset (as_strided): a version that
+    # assumed a contiguous tensor starting at offset 0 would read the wrong pixels here.
+    x = torch.randn(2, 5, 9, 8, dtype=torch.float64)
+    x = {"channels_last": x.contiguous(memory_format=torch.channels_last),
+         "transposed": x.transpose(2, 3), "sliced": x[:, 1:4, 1:, :-1]}[layout]
+    for padding in (0, 1):
+        torch.testing.assert_close(conv.im2col(x, (3, 2), 2, padding, (2, 1)),
+                                   F.unfold(x, (3, 2), dilation=2, padding=padding, stride=(2, 1)))
 
 
 def test_im2col_and_col2im_match_unfold_and_fold():
@@ -132,3 +179,10 @@ def test_conv2d_on_cuda_matches_cpu():
     torch.testing.assert_close(conv.conv2d(x, w, b, **kw), F.conv2d(x, w, b, **kw), rtol=1e-4, atol=1e-4)
     gx, gw, gb = conv.conv2d_backward(torch.ones_like(F.conv2d(x, w, b, **kw)), x, w, **kw)
     assert gx.device.type == gw.device.type == gb.device.type == "cuda"
+    ours, ref = (t.clone().requires_grad_() for t in (x, x))
+    wo, wr = (t.clone().requires_grad_() for t in (w, w))
+    grad_out = torch.randn_like(F.conv2d(x, w, b, **kw))
+    conv.conv2d(ours, wo, b, **kw).backward(grad_out)
+    F.conv2d(ref, wr, b, **kw).backward(grad_out)
+    torch.testing.assert_close(ours.grad, ref.grad, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(wo.grad, wr.grad, rtol=1e-4, atol=1e-4)

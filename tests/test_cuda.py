@@ -29,7 +29,7 @@ from course_lib.models.row_rnn import RowRNNClassifier
 from course_lib.models.unet import UNet
 from course_lib.models.vgg import vgg16
 from course_lib.pool import max_pool2d
-from course_lib.train import evaluate, fit, predict
+from course_lib.train import FitConfig, evaluate, fit, predict
 
 pytestmark = pytest.mark.cuda
 
@@ -123,9 +123,41 @@ def test_fit_with_amp_and_channels_last_learns_fashion_mnist_on_cuda():
     test = tuple(t[:2000] for t in load_fashion_mnist("test"))
     torch.manual_seed(0)
     model = fashion_cnn_small()
-    history = fit(model, (images[keep], labels[keep]), epochs=4, batch_size=64, amp=True, channels_last=True,
-                  device="cuda", progress=False)
+    history = fit(model, (images[keep], labels[keep]),
+        config=FitConfig(epochs=4, batch_size=64, amp=True, channels_last=True,
+                  device="cuda", progress=False))
     assert history.train_loss[-1] < history.train_loss[0]
     _, accuracy = evaluate(model, test, device="cuda", amp=True)
     assert accuracy > 0.75
     assert predict(model, test[0][:10]).shape == (10, 10)
+
+
+def test_crop_flip_on_cuda_equals_the_cpu_for_the_same_offsets():
+    """The batched gather on the GPU cuts the same windows as on the CPU (catches device-dependent indexing)."""
+    from course_lib.augment import crop_flip
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(64, 1, 28, 28, generator=g)
+    dy, dx = torch.randint(0, 5, (64,), generator=g), torch.randint(0, 5, (64,), generator=g)
+    flipped = torch.rand(64, generator=g) < 0.5
+    assert torch.equal(crop_flip(images.cuda(), dy.cuda(), dx.cuda(), flipped.cuda()).cpu(),
+                       crop_flip(images, dy, dx, flipped))
+
+
+def test_device_resident_training_repeats_with_a_seed_and_reads_back_once_per_epoch():
+    """fit with a CUDA generator: the data on the GPU, crops drawn there; same seed, same loss curve."""
+    from course_lib.augment import random_crop_flip
+    from course_lib.data import load_fashion_mnist, stratified_subset
+    from course_lib.models.fashion_cnn import fashion_cnn_small
+
+    images, labels = load_fashion_mnist("train")
+    keep = stratified_subset(labels, 200, seed=0)
+    data = (images[keep].cuda(), labels[keep].cuda())
+    histories = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        histories.append(fit(fashion_cnn_small(), data, config=FitConfig(
+            epochs=3, batch_size=100, augment=random_crop_flip, amp=True, amp_dtype=torch.bfloat16,
+            channels_last=True, device="cuda", progress=False, seed=1)))
+    assert histories[0].train_loss[-1] < histories[0].train_loss[0]
+    assert histories[0].train_loss == pytest.approx(histories[1].train_loss, rel=1e-3)  # cuDNN may vary a little

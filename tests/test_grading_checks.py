@@ -26,7 +26,7 @@ def im2col(input, kernel_size, dilation=1, padding=0, stride=1):
 
 
 def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1):
-    return conv.conv2d_backward(grad_output, input, weight, stride, padding, dilation)[:2]
+    return conv.conv2d_backward(grad_output, input, weight, stride, padding, dilation)
 
 
 def failure(check, *args, **kwargs) -> str:
@@ -124,11 +124,15 @@ def test_conv_gradient_bugs_are_caught():
     swapped = lambda g, x, w, **kw: conv2d_backward(g, x, w, **kw)[::-1]  # noqa: E731
     assert "grad_input: wrong shape" in failure(check_conv2d_backward, swapped)
     weight_not_summed_over_batch = lambda g, x, w, **kw: (conv2d_backward(g, x, w, **kw)[0],  # noqa: E731
-                                                          conv2d_backward(g[:1], x[:1], w, **kw)[1])
+                                                          conv2d_backward(g[:1], x[:1], w, **kw)[1],
+                                                          conv2d_backward(g, x, w, **kw)[2])
     message = failure(check_conv2d_backward, weight_not_summed_over_batch)
     assert "grad_weight: tensors are not close" in message and "torch.float64" in message
-    assert "expected a pair (grad_input, grad_weight)" in failure(
-        check_conv2d_backward, lambda g, x, w, **kw: conv2d_backward(g, x, w, **kw)[0])
+    assert "expected a triple (grad_input, grad_weight, grad_bias)" in failure(
+        check_conv2d_backward, lambda g, x, w, **kw: conv2d_backward(g, x, w, **kw)[:2])
+    bias_not_summed_over_batch = lambda g, x, w, **kw: (*conv2d_backward(g, x, w, **kw)[:2],  # noqa: E731
+                                                        g[0].sum(dim=(1, 2)))
+    assert "grad_bias: tensors are not close" in failure(check_conv2d_backward, bias_not_summed_over_batch)
 
 
 def test_calling_the_reference_op_is_caught_and_undone():
@@ -145,7 +149,7 @@ def test_calling_the_reference_op_is_caught_and_undone():
     def autograd_backward(grad_output, input, weight, **kw):
         x, w = input.clone().requires_grad_(), weight.clone().requires_grad_()
         (conv.conv2d(x, w, **kw) * grad_output).sum().backward()
-        return x.grad, w.grad
+        return x.grad, w.grad, grad_output.sum(dim=(0, 2, 3))
 
     check_conv2d_backward(autograd_backward)  # right, and allowed without `forbidden`
     assert "torch.Tensor.backward" in failure(check_conv2d_backward, autograd_backward, forbidden=FROM_SCRATCH)
@@ -182,7 +186,7 @@ def test_stderr_in_a_test_cell_costs_no_points():
     from nbformat.v4 import new_code_cell, new_output
     from nbgrader.utils import determine_grade
 
-    from course_lib.grading.nbgrader_plugins import StderrToStdout, autograde_preprocessors
+    from course_lib.grading.autograder.nbgrader_plugins import StderrToStdout, autograde_preprocessors
 
     cell = new_code_cell("check_conv2d(conv2d_loops)", metadata={"nbgrader": {
         "grade": True, "solution": False, "locked": True, "points": 3, "grade_id": "t", "schema_version": 3}})

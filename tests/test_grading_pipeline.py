@@ -19,7 +19,7 @@ from grading_support import (autograde, grade_id, gradebook_scores, make_course,
                              read_notebook)
 from submission_bank import ASSIGNMENT, EXPECTED, FEEDBACK_MESSAGES, FULL, POINTS, write_bank
 
-from course_lib.grading import cli
+from course_lib.grading.autograder import cli
 
 SOLUTIONS = sorted((ROOT / "solutions").glob("*/*.ipynb"))
 RELEASES = sorted((ROOT / "assignments").glob("*/*.ipynb"))

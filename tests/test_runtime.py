@@ -14,7 +14,11 @@ def test_device_defaults_and_overrides(monkeypatch):
     assert course_lib.device("cpu").type == "cpu"
     monkeypatch.setenv("COURSE_DEVICE", "cpu")
     assert course_lib.device().type == "cpu"
-    assert course_lib.device("auto").type == expected  # an explicit parameter beats the variable
+    assert course_lib.device("auto").type == "cpu"  # "auto" lets the variable decide
+    monkeypatch.setenv("COURSE_DEVICE", "auto")
+    assert course_lib.device("auto").type == expected
+    monkeypatch.setenv("COURSE_DEVICE", "meta")
+    assert course_lib.device("cpu").type == "cpu"  # a device the notebook names beats the variable
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA")
