@@ -8,13 +8,15 @@ MATHJAX_VERSION := 3.2.2
 DEBIAN_PACKAGES := dataset-fashion-mnist chromium chromium-driver postgresql
 PYTEST_ARGS ?=
 
-.PHONY: all book test setup system venv data mathjax clean lock help
+
+.PHONY: all book test bench setup system venv data mathjax clean lock lock-universal help
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make book   - set up everything, then build the website into _build/html"
 	@echo "make test   - set up everything, then run the whole test suite"
 	@echo "make setup  - only the set-up (Debian packages, .venv, data, MathJax)"
+	@echo "make bench  - run benchmarks/*.py and write benchmarks/REPORT.md (timings; nothing in CI uses them)"
 	@echo "make release | autograde | grades | feedback - homework, for instructors (see README)"
 
 setup: system venv data mathjax
@@ -30,8 +32,8 @@ $(STAMPS)/system:
 	elif command -v sudo >/dev/null; then \
 	  sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBIAN_PACKAGES); \
 	else \
-	  echo "WARNING: cannot install $(DEBIAN_PACKAGES) (not root, no sudo);" \
-	       "data will be downloaded by torchvision and browser tests will skip." >&2; \
+	  echo "WARNING: cannot install $(DEBIAN_PACKAGES) (not root, no sudo): browser tests will skip, and" \
+	       "Fashion-MNIST needs COURSE_DOWNLOAD=1 (make data then lets torchvision download it)." >&2; \
 	fi
 	@touch $@
 
@@ -44,6 +46,8 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	@touch $@
 
 data: $(STAMPS)/data
+# From $$COURSE_DATA, else the Debian package, else (only with COURSE_DOWNLOAD=1) torchvision's
+# checksummed download; otherwise it stops and says which of these to do.
 $(STAMPS)/data: $(VENV)/.installed $(STAMPS)/system course_lib/data.py
 	$(PY) -m course_lib.data prepare
 	@touch $@
@@ -57,16 +61,27 @@ _extra/mathjax/tex-chtml.js:
 	mv $(STAMPS)/mathjax-pack/package/es5 _extra/mathjax
 	@rm -rf $(STAMPS)/mathjax-pack
 
+# The book build and the tests never download (COURSE_DOWNLOAD is dropped from their environment).
 book: setup
-	$(VENV)/bin/jupyter-book build . --path-output . -W --keep-going
+	env -u COURSE_DOWNLOAD $(VENV)/bin/jupyter-book build . --path-output . -W --keep-going
 	@echo "Open _build/html/index.html"
 
 test: setup
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	env -u COURSE_DOWNLOAD $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+# Every benchmark with --markdown, collected in benchmarks/REPORT.md (accuracy, wall/CPU time, load, device).
+bench: setup
+	$(PY) benchmarks/report.py
 
 lock:
 	$(PY) -m pip freeze --exclude-editable | sort -f > requirements.txt.new
 	@echo "Review requirements.txt.new and move it over requirements.txt"
+
+# Users' universal lock (Linux, macOS, Windows) and Binder's CPU pins, from pyproject.toml and the
+# pins above (needs uv: UV=/path/to/uv if it is not on PATH).
+UV ?= uv
+lock-universal:
+	$(PY) tools/lock.py --uv $(UV)
 
 clean:
 	rm -rf _build $(STAMPS)

@@ -5,7 +5,10 @@
   ``~/.cache/course``). The raw files are taken, in this order, from that folder, from the Debian
   package ``dataset-fashion-mnist`` (extracted, because torchvision looks for the uncompressed
   files and the Debian ``.gz`` files have other checksums), or downloaded by torchvision
-  (checksummed) when ``download=True``.
+  (checksummed) when the user allows it: ``download=True``, ``COURSE_DOWNLOAD=1`` in the
+  environment (the install cell of every notebook sets it on Colab and Binder), or
+  ``python -m course_lib.data prepare --download`` from a shell. The book build and the tests
+  never allow it.
 * **scikit-image's sample photos** (the cat, the astronaut, the camera man, ...).
 * **scikit-learn's digits**: 1 797 greyscale 8×8 handwritten digits.
 
@@ -34,6 +37,8 @@ FASHION_MNIST_CLASSES = (
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 )
 SPLIT_SIZES = {"train": 60_000, "test": 10_000}
+DOWNLOAD_ENV = "COURSE_DOWNLOAD"  # "1": the user allows torchvision to download Fashion-MNIST
+PREPARE_COMMAND = "python -m course_lib.data prepare --download"
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -45,20 +50,51 @@ def data_root() -> Path:
     return Path(os.environ.get("COURSE_DATA", Path.home() / ".cache" / "course")).expanduser()
 
 
+def download_allowed() -> bool:
+    """Whether the user allowed a download: ``$COURSE_DOWNLOAD`` is ``1`` (or ``true``/``yes``)."""
+    return os.environ.get(DOWNLOAD_ENV, "").strip().lower() in {"1", "true", "yes"}
+
+
+def hosted_notebook() -> str | None:
+    """``"Colab"`` or ``"Binder"`` when this kernel runs there, else None."""
+    if "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ:
+        return "Colab"
+    if any(name in os.environ for name in ("BINDER_LAUNCH_HOST", "BINDER_REQUEST", "BINDER_REPO_URL")):
+        return "Binder"
+    return None
+
+
+def allow_download_when_hosted() -> bool:
+    """Called by every notebook's install cell: on Colab or Binder, a reader opened the notebook to
+    run it, so the data may be fetched; on a laptop or in a clone the user decides. Returns whether
+    a download is now allowed."""
+    host = hosted_notebook()
+    if host is not None and not download_allowed():
+        os.environ[DOWNLOAD_ENV] = "1"
+        print(f"On {host}: Fashion-MNIST will be downloaded by torchvision when a cell needs it.")
+    return download_allowed()
+
+
 def _raw_folder(root: Path) -> Path:
     return root / "FashionMNIST" / "raw"  # where torchvision.datasets.FashionMNIST looks
 
 
-def prepare_fashion_mnist(root: str | Path | None = None, download: bool = False) -> str:
+def prepare_fashion_mnist(root: str | Path | None = None, download: bool | None = None) -> str:
     """Make sure the raw Fashion-MNIST files are where torchvision looks for them.
+
+    Args:
+        root: data folder; default :func:`data_root`.
+        download: let torchvision download the files; None (default) follows ``$COURSE_DOWNLOAD``.
 
     Returns:
         A sentence saying where the files came from.
 
     Raises:
-        DataNotFoundError: not in ``root``, no Debian package, and ``download`` is False.
+        DataNotFoundError: not in ``root``, no Debian package, and no download allowed.
     """
     root = Path(root) if root is not None else data_root()
+    if download is None:
+        download = download_allowed()
     raw = _raw_folder(root)
     if all((raw / name).is_file() for name in FASHION_MNIST_FILES):
         return f"Fashion-MNIST read from {raw}"
@@ -78,8 +114,9 @@ def prepare_fashion_mnist(root: str | Path | None = None, download: bool = False
         return f"Fashion-MNIST downloaded by torchvision into {raw}"
     raise DataNotFoundError(
         f"Fashion-MNIST is not in {raw}. Get it with one of:\n"
+        f"  {PREPARE_COMMAND}   (torchvision downloads it, ~30 MB, checksummed)\n"
+        f"  {DOWNLOAD_ENV}=1 in the environment           (the same, when a notebook needs it)\n"
         "  sudo apt-get install dataset-fashion-mnist   (Debian/Ubuntu, offline afterwards)\n"
-        "  load_fashion_mnist(..., download=True)       (needs the internet)\n"
         "or point $COURSE_DATA at a folder that holds FashionMNIST/raw/."
     )
 
@@ -90,7 +127,7 @@ _CACHE: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = {}
 def load_fashion_mnist(
     split: str = "train",
     root: str | Path | None = None,
-    download: bool = False,
+    download: bool | None = None,
     verbose: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Fashion-MNIST as in-memory tensors (a PIL DataLoader pass costs as much as an epoch).
@@ -98,7 +135,8 @@ def load_fashion_mnist(
     Args:
         split: ``"train"`` (60 000 images) or ``"test"`` (10 000).
         root: data folder; default :func:`data_root`.
-        download: let torchvision download the files if they are nowhere on disk.
+        download: let torchvision download the files if they are nowhere on disk; None (default)
+            follows ``$COURSE_DOWNLOAD``.
         verbose: print where the data came from.
 
     Returns:
@@ -149,7 +187,8 @@ def batches(
     Much faster than a ``DataLoader`` over a ``TensorDataset``, which gathers items one by one.
     """
     n = len(labels)
-    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    dev = images.device  # shuffle where the data is (a CUDA generator for CUDA tensors): no copies
+    order = torch.randperm(n, generator=generator, device=dev) if shuffle else torch.arange(n, device=dev)
     for start in range(0, n, batch_size):
         idx = order[start:start + batch_size]
         yield images[idx], labels[idx]
@@ -195,10 +234,10 @@ def load_digits() -> tuple[torch.Tensor, torch.Tensor]:
 
 def _main(argv: list[str]) -> int:
     if argv[:1] != ["prepare"]:
-        print("usage: python -m course_lib.data prepare [--download]", file=sys.stderr)
+        print(f"usage: python -m course_lib.data prepare [--download]   (or {DOWNLOAD_ENV}=1)", file=sys.stderr)
         return 2
     try:
-        print(prepare_fashion_mnist(download="--download" in argv))
+        print(prepare_fashion_mnist(download=True if "--download" in argv else None))
     except DataNotFoundError as err:
         print(err, file=sys.stderr)
         return 1
@@ -206,4 +245,8 @@ def _main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(_main(sys.argv[1:]))
+    # Run the imported module's _main, not this __main__ copy: one course_lib.data per process, so that
+    # settings made on it (a test's mirror, an instructor's data path) hold for the command line too.
+    from course_lib.data import _main as main
+
+    raise SystemExit(main(sys.argv[1:]))

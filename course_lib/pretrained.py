@@ -15,7 +15,7 @@ import torch
 from course_lib.checkpoint import load_weights, save_weights
 from course_lib.data import data_root, load_fashion_mnist
 from course_lib.models.fashion_cnn import FashionCNN, fashion_cnn_small
-from course_lib.train import fit
+from course_lib.train import FitConfig, fit
 
 SOURCE_CLASSES = (0, 1, 2, 3, 4)
 
@@ -54,6 +54,6 @@ def fashion_cnn_clothes_0_4(train_size: int = 10_000, epochs: int = 2, seed: int
     images, labels = load_fashion_mnist("train")
     keep = torch.isin(labels, torch.tensor(SOURCE_CLASSES))
     data = (images[keep][:train_size], labels[keep][:train_size])
-    fit(model, data, epochs=epochs, batch_size=128, device="cpu", progress=progress, seed=seed)
+    fit(model, data, config=FitConfig(epochs=epochs, batch_size=128, device="cpu", progress=progress, seed=seed))
     save_weights(model, path)
     return model.eval()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -13,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = ROOT / "chapters"
 EXECUTED = ROOT / "_build" / "test-notebooks"  # executed copies, reused by the site test
 sys.path.insert(0, str(ROOT / "tests" / "banks"))  # the submission banks import their shared bank_tools
+os.environ.pop("COURSE_DOWNLOAD", None)  # the tests never download: data comes from disk or the test's own server
 
 
 

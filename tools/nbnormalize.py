@@ -2,7 +2,7 @@
 
     python tools/nbnormalize.py [--check] [NOTEBOOK ...]   (default: every tracked *.ipynb)
 
-Keeps the cell tags (``parameters``), nbgrader's cell metadata, Jupyter's ``deletable``/``editable``
+Keeps the cell tags (``parameters``, ``hide-input``), myst-nb's figure metadata, nbgrader's cell metadata, Jupyter's ``deletable``/``editable``
 locks and the notebook's ``course`` metadata (its fast test parameters); drops outputs, execution
 counts, ids and editor state.
 """
@@ -15,7 +15,8 @@ from pathlib import Path
 
 KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
 LANGUAGE_INFO = {"name": "python"}
-KEPT_CELL_METADATA = ("tags", "nbgrader", "deletable", "editable")  # the last two lock nbgrader cells in Jupyter
+# "deletable"/"editable" lock nbgrader cells in Jupyter; "mystnb" holds a figure's caption, name and alt text
+KEPT_CELL_METADATA = ("tags", "nbgrader", "deletable", "editable", "mystnb")
 KEPT_NOTEBOOK_METADATA = ("course",)
 
 
