@@ -1,0 +1,91 @@
+"""The book's cross-references that no build catches by itself.
+
+* every ``{cite}`` key of the chapters is an entry of ``references.bib`` (a typo would only show as a
+  Sphinx warning in a full build), and the bibliography is configured and in the table of contents;
+* every chapter an assignment says it mirrors exists in the book under that title (the title is the
+  chapter's first heading, without its number).
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from pybtex.database import parse_file
+
+from conftest import ROOT
+
+CITE = re.compile(r"\{cite(?::[a-z]+)?\}`([^`]+)`")
+ITALIC = re.compile(r"(?<![*\w])\*([^*\n]+(?:\n[^*\n]+)?)\*(?![*\w])")
+
+
+def markdown_sources():
+    """(page, text) for every Markdown cell of the chapters and every Markdown page of the book."""
+    for notebook in sorted((ROOT / "chapters").glob("*.ipynb")):
+        for cell in json.loads(notebook.read_text(encoding="utf-8"))["cells"]:
+            if cell["cell_type"] == "markdown":
+                yield notebook.name, "".join(cell["source"])
+    for page in [ROOT / "intro.md", ROOT / "references.md", *sorted((ROOT / "chapters").glob("*.md"))]:
+        yield page.name, page.read_text(encoding="utf-8")
+
+
+def cited_keys():
+    return {(page, key.strip()) for page, text in markdown_sources()
+            for group in CITE.findall(text) for key in group.split(",")}
+
+
+def test_every_citation_is_in_references_bib():
+    entries = set(parse_file(str(ROOT / "references.bib")).entries)
+    cited = cited_keys()
+    assert len({key for _, key in cited}) >= 40, "the chapters should cite the papers they mention"
+    missing = sorted(f"{page}: {key}" for page, key in cited if key not in entries)
+    assert not missing, f"cited but not in references.bib: {missing}"
+
+
+def test_bibliography_is_configured_and_in_the_toc():
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert "references.bib" in config.get("bibtex_bibfiles", []), "_config.yml: bibtex_bibfiles must list references.bib"
+    toc = (ROOT / "_toc.yml").read_text()
+    assert re.search(r"file:\s*references\b", toc), "_toc.yml has no references page"
+    assert "{bibliography}" in (ROOT / "references.md").read_text(), "references.md has no {bibliography}"
+
+
+def test_reading_list_of_the_lectures_is_in_the_bibliography():
+    entries = parse_file(str(ROOT / "references.bib")).entries
+    reading = [k for k, e in entries.items() if "reading" in e.fields.get("keywords", "")]
+    # the six "Полезные материалы" of the lecture on training in practice
+    assert len(reading) == 6, f"expected the lecture's 6 reading-list entries, found {reading}"
+
+
+def chapter_titles() -> dict[str, str]:
+    """Chapter title (first heading without its number) -> file, for every chapter in _toc.yml."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    titles = {}
+    for part in toc["parts"]:
+        for chapter in part["chapters"]:
+            path = ROOT / chapter["file"]
+            if path.with_suffix(".ipynb").is_file():
+                first = json.loads(path.with_suffix(".ipynb").read_text(encoding="utf-8"))["cells"][0]["source"]
+                text = "".join(first)
+            else:
+                text = path.with_suffix(".md").read_text(encoding="utf-8")
+            heading = next(line for line in text.splitlines() if line.startswith("# "))
+            titles[re.sub(r"^#\s+(\d+\.\s+)?", "", heading).strip()] = chapter["file"]
+    return titles
+
+
+ASSIGNMENTS = sorted((ROOT / "assignments").glob("*/*.ipynb")) + sorted((ROOT / "solutions").glob("*/*.ipynb"))
+
+
+@pytest.mark.parametrize("notebook", ASSIGNMENTS, ids=[f"{nb.parent.parent.name}/{nb.stem}" for nb in ASSIGNMENTS])
+def test_assignment_names_chapters_that_exist(notebook):
+    intro = "".join(json.loads(notebook.read_text(encoding="utf-8"))["cells"][0]["source"])
+    sentence = re.search(r"mirrors the chapters? (.+?)\. ", intro, re.S)
+    assert sentence, f"{notebook.name}: the first cell should say which chapter(s) it mirrors"
+    named = [" ".join(name.split()) for name in ITALIC.findall(sentence.group(1))]
+    assert named, f"{notebook.name}: no chapter title in italics in {sentence.group(0)!r}"
+    titles = chapter_titles()
+    unknown = [name for name in named if name not in titles]
+    assert not unknown, f"{notebook.name} names chapters that are not in the book: {unknown}; the book's are {sorted(titles)}"
