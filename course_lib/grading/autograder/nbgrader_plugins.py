@@ -20,6 +20,8 @@ from nbgrader.converters import Autograde, GenerateFeedback
 from nbgrader.preprocessors import ClearHiddenTests, Execute, GetGrades, IgnorePattern, NbGraderPreprocessor
 from traitlets import List
 
+from course_lib.grading.autograder.inert import inert_notebook
+
 
 class StderrToStdout(NbGraderPreprocessor):
     """Rewrite every stderr stream of a code cell as stdout, each line prefixed with ``[stderr]``."""
@@ -70,16 +72,30 @@ class SandboxResults(NbGraderPreprocessor):
         return cell, resources
 
 
+class InertHTML(NbGraderPreprocessor):
+    """The autograded notebook made inert for the formgrader and the feedback page
+    (:mod:`~course_lib.grading.autograder.inert`): live HTML and links of written answers shown as
+    text, scripts dropped from outputs."""
+
+    def preprocess(self, nb, resources):
+        changed = inert_notebook(nb)
+        if changed:
+            self.log.warning("%s: %d Markdown cell(s) held live HTML or links; shown as plain text",
+                             resources.get("nbgrader", {}).get("student", "?"), changed)
+        return nb, resources
+
+
 def autograde_preprocessors() -> list:
     """nbgrader's autograde pipeline with :class:`StderrToStdout` in the place of ``IgnorePattern``
-    (the slot nbgrader reserves for cleaning stderr after execution), and :class:`SandboxResults`
-    in the place of ``Execute`` when the grading command ran the sandbox first."""
+    (the slot nbgrader reserves for cleaning stderr after execution), :class:`SandboxResults`
+    in the place of ``Execute`` when the grading command ran the sandbox first, and
+    :class:`InertHTML` last, so that nothing a student wrote is live in a browser."""
     default = Autograde.class_traits()["autograde_preprocessors"].default()
     if IgnorePattern not in default or Execute not in default:
         raise ValueError(f"nbgrader's autograde preprocessors changed ({default}); revisit StderrToStdout")
     sandboxed = bool(os.environ.get(SANDBOX_RESULTS_ENV))
     return [StderrToStdout if p is IgnorePattern else SandboxResults if (p is Execute and sandboxed) else p
-            for p in default]
+            for p in default] + [InertHTML]
 
 
 class ClearHiddenTestsAndTracebacks(ClearHiddenTests):
