@@ -314,10 +314,17 @@ def test_a_second_submission_and_a_bad_archive_are_reported(course, box, capsys)
     with zipfile.ZipFile(box / "alice.zip", "w") as z:
         _zip_member(z, f"{A1}.ipynb", b"{}")
     (box / "bob.zip").write_bytes(b"not a zip")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        _zip_member(z, f"{A1}.ipynb", notebook())
+    data = buffer.getvalue().replace(b"\x08\x00", b"\x63\x00")  # the method in both headers: 99, unknown
+    (box / "carol.zip").write_bytes(data)
     report = cli.collect(course, A1, box)
     assert report.collected == ["alice"] and submitted(course, "alice") == {f"{A1}.ipynb": notebook()}
-    assert "second submission" in report.refused["alice"] and "unreadable archive" in capsys.readouterr().err
-    assert set(report.refused) == {"alice", "bob"}
+    err = capsys.readouterr().err
+    assert "second submission" in report.refused["alice"] and "bob.zip: an unreadable archive" in err
+    assert f"carol: {A1}.ipynb: unreadable (" in err
+    assert set(report.refused) == {"alice", "bob", "carol"}
 
 
 @pytest.mark.slow

@@ -48,6 +48,10 @@ MiB = 1 << 20
 CHUNK = 1 << 16
 #: A data file a released notebook declares: ``WEIGHTS = "a2_model.pt"`` or ``WEIGHTS = Path("x.pt")``.
 DECLARED = re.compile(r"""^WEIGHTS\s*=\s*(?:Path\()?\s*["']([^"'/\\]+)["']""", re.M)
+#: What reading a broken file or archive may raise (a bad CRC, a truncated gzip, an unknown compression):
+#: the file is refused, never the batch.
+UNREADABLE = (OSError, EOFError, zlib.error, zipfile.BadZipFile, tarfile.TarError, NotImplementedError,
+              RuntimeError, ValueError)
 NOFOLLOW = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -163,7 +167,7 @@ class Intake:
                 self.add(name, declared, source, target)
         except Refused as why:
             self.refuse(shown or name, str(why))
-        except (OSError, EOFError, zlib.error, zipfile.BadZipFile, tarfile.TarError) as err:
+        except UNREADABLE as err:
             self.refuse(shown or name, f"unreadable ({err})")
 
 
@@ -192,14 +196,14 @@ def _open_regular(name: str, dir_fd: int):
 def read_folder(intake: Intake, dir_fd: int) -> None:
     """The files of a real student folder (``dir_fd``): regular files only, no subfolders."""
     for name in sorted(os.listdir(dir_fd)):
-        mode = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode
+        info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        mode = info.st_mode
         if stat.S_ISDIR(mode):
             intake.refuse(name + "/", "a subfolder; only the files directly in the student's folder count")
         elif not stat.S_ISREG(mode):
             intake.refuse(name, f"{kind(mode)}, not a regular file")
         else:
-            size = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_size
-            intake.offer(name, size, lambda name=name: _open_regular(name, dir_fd))
+            intake.offer(name, info.st_size, lambda name=name: _open_regular(name, dir_fd))
 
 
 def member_name(intake: Intake, path: str, is_dir: bool) -> str | None:
@@ -292,7 +296,7 @@ def read_archive(intake: Intake, entry: str, stream) -> None:
             read_tar(intake, stream, compressed=not entry.lower().endswith(".tar"))
     except Refused as why:
         intake.refuse(entry, str(why))
-    except (OSError, EOFError, zlib.error, zipfile.BadZipFile, tarfile.TarError) as err:
+    except UNREADABLE as err:
         intake.refuse(entry, f"an unreadable archive ({err})")
 
 
@@ -330,7 +334,11 @@ class _Borrowed:
 
 def classify(inbox_fd: int, entry: str, report: Report, seen: set[str]) -> tuple[str, str] | None:
     """``(student, form)`` of an entry that may be collected; otherwise it is reported and ``None``."""
-    mode = os.stat(entry, dir_fd=inbox_fd, follow_symlinks=False).st_mode
+    try:
+        mode = os.stat(entry, dir_fd=inbox_fd, follow_symlinks=False).st_mode
+    except OSError as err:  # gone since the listing
+        mode = 0
+        print(f"collect: {entry}: {err}", file=sys.stderr)
     student, form = student_of(entry, mode)
     if entry.startswith("."):
         reason = "a hidden entry, ignored"
@@ -379,7 +387,7 @@ def _collect_one(report: Report, intake: Intake, inbox_fd: int, entry: str, form
             shutil.rmtree(dest)  # a re-collection: the submission is what the inbox holds now
         os.replace(intake.staging, dest)
         report.collected.append(intake.student)
-    except (Refused, OSError) as why:
+    except (Refused, *UNREADABLE) as why:
         print(f"collect: {entry}: {why}; {intake.student} not collected", file=sys.stderr)
         report.refused[intake.student] = f"{entry}: {why}"
     finally:
