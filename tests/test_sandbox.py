@@ -128,7 +128,7 @@ open("COURSE/planted.txt", "w").write("x")
 """ + BLANK_SIZE,
     "unpickle": """
 import pickle
-weights = pickle.load(open("weights.pkl", "rb"))  # runs the payload, inside the sandbox only
+weights = pickle.loads(PAYLOAD)  # runs the payload, inside the sandbox only (a weights.pkl would not be collected)
 def conv_output_size(size, kernel_size, stride=1, padding=0, dilation=1):
     return {"__tensor__": {"dtype": "float32", "shape": [1], "data": "!!"}}
 """,
@@ -246,12 +246,12 @@ def attacked(tmp_path_factory):
     students = {"correct": correct, "segfault_in_one_part": partly}
     port = listener.getsockname()[1]
     for name, code in ATTACKS.items():
-        code = code.replace("COURSE", str(course)).replace("PORT", str(port)).replace("CANARY", str(CANARY))
+        code = code.replace("COURSE", str(course)).replace("PORT", str(port)).replace("CANARY", str(CANARY)) \
+            .replace("PAYLOAD", repr(pickle.dumps(Payload())))
         students[name] = {"conv_output_size": code}
     for name, cells in students.items():
         (inbox / name).mkdir()
         (inbox / name / f"{ASSIGNMENT}.ipynb").write_text(_notebook(cells), encoding="utf-8")
-    (inbox / "unpickle" / "weights.pkl").write_bytes(pickle.dumps(Payload()))
 
     gradebook_before = (course / "gradebook.db").stat().st_size
     env = dict(os.environ, **{SECRET_ENV: SECRET})

@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 
 import course_lib
-from course_lib.grading.autograder import session
+from course_lib.grading.autograder import inbox, session
 from course_lib.grading.autograder.jail import Limits
 from course_lib.grading.autograder.nbgrader_plugins import SANDBOX_RESULTS_ENV
 
@@ -33,7 +33,6 @@ MATHJAX = REPO / "_extra" / "mathjax"
 #: The MathJax 3 bundle a feedback page loads. SVG output, unlike CHTML, needs no web fonts, which
 #: browsers refuse to load for a page opened from disk (file://), as a student opens the feedback.
 MATHJAX_SCRIPT = "tex-svg.js"
-STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 # nbconvert's feedback template loads MathJax 2 from a CDN between these two comments.
 _MATHJAX_BLOCK = re.compile(r"<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->", re.S)
@@ -89,35 +88,21 @@ def release(root: Path, names: list[str]) -> list[Path]:
     return written
 
 
-def collect(root: Path, assignment: str, folder: Path) -> list[str]:
-    """Copy a folder of submissions into nbgrader's ``submitted/STUDENT/ASSIGNMENT/``.
+def collect(root: Path, assignment: str, folder: Path, max_file: int = inbox.Policy.max_file,
+            max_student: int = inbox.Policy.max_student) -> inbox.Report:
+    """Copy a folder of submissions into nbgrader's ``submitted/STUDENT/ASSIGNMENT/``, safely.
 
-    Accepts ``folder/STUDENT.ipynb`` (one-notebook assignments) and ``folder/STUDENT/`` (its notebooks
-    and every other file in it, e.g. the weights of a trained model that a test loads).
+    Accepts ``folder/STUDENT.ipynb`` (one-notebook assignments), ``folder/STUDENT/`` (its notebooks
+    and the data files the assignment declares, e.g. the weights of a trained model that a test
+    loads) and ``folder/STUDENT.zip``/``.tar``/``.tar.gz``/``.tgz``. Links are never followed and
+    anything unexpected is refused with a message, without stopping the others: the policy is
+    :mod:`~course_lib.grading.autograder.inbox`'s docstring.
     """
-    notebooks = sorted((root / "assignments" / assignment).glob("*.ipynb"))
-    if not notebooks:
+    release = root / "assignments" / assignment
+    if not sorted(release.glob("*.ipynb")):
         raise FileNotFoundError(f"assignment {assignment!r} has no released notebook in {root / 'assignments'}")
-    students = []
-    for entry in sorted(folder.iterdir()):
-        student = entry.stem if entry.suffix == ".ipynb" else entry.name
-        if not STUDENT_ID.match(student):
-            print(f"skipping {entry}: {student!r} is not a valid student id", file=sys.stderr)
-            continue
-        # a folder holds the notebooks and the files they hand in with them (e.g. a model's weights)
-        files = [entry] if entry.is_file() else sorted(p for p in entry.iterdir()
-                                                       if p.is_file() and not p.name.startswith("."))
-        if entry.is_file():
-            if entry.suffix != ".ipynb":
-                continue
-            if len(notebooks) != 1:
-                raise ValueError(f"{entry}: {assignment} has {len(notebooks)} notebooks; use a folder per student")
-        dest = root / "submitted" / student / assignment
-        dest.mkdir(parents=True, exist_ok=True)
-        for f in files:
-            shutil.copyfile(f, dest / (notebooks[0].name if entry.is_file() else f.name))
-        students.append(student)
-    return students
+    policy = inbox.expected_files(release, max_file=max_file, max_student=max_student)
+    return inbox.collect(root, assignment, folder, policy)
 
 
 def autograde(root: Path, assignment: str, sandbox: bool | None = None, jobs: int = 1, limits=None,
@@ -243,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-def _main(argv: list[str] | None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m course_lib.grading", description=__doc__.split("\n")[0])
     parser.add_argument("--root", type=Path, default=Path.cwd(), help="the course directory (default: here)")
     parser.add_argument("--db-url", help="the gradebook's SQLAlchemy URL, e.g. postgresql+psycopg2://USER@/DB?host=SOCKET_DIR "
@@ -252,13 +237,18 @@ def _main(argv: list[str] | None) -> int:
     sub.add_parser("release", help="regenerate assignments/ from solutions/").add_argument("assignment", nargs="*")
     grade = sub.add_parser("autograde", help="grade every submission of an assignment")
     grade.add_argument("assignment")
-    grade.add_argument("--submissions", type=Path, help="first copy FOLDER/STUDENT.ipynb or FOLDER/STUDENT/*.ipynb in")
+    grade.add_argument("--submissions", type=Path, help="first copy FOLDER/STUDENT.ipynb, FOLDER/STUDENT/ or FOLDER/STUDENT.zip|.tar|.tar.gz|.tgz in "
+                            "(links never followed; only the expected files: see autograder/inbox.py)")
     mode = grade.add_mutually_exclusive_group()
     mode.add_argument("--sandbox", dest="sandbox", action="store_true", default=None,
                       help="always sandbox (an error where the tests use something with no proxy: session.unsupported); "
                            "default: sandbox whenever the assignment allows it")
     mode.add_argument("--no-sandbox", dest="sandbox", action="store_false",
                       help="UNSAFE: let stock nbgrader run each notebook with its tests in one kernel")
+    grade.add_argument("--max-file-mb", type=int, default=inbox.Policy.max_file >> 20,
+                       help="MiB a submitted file may hold (default 50)")
+    grade.add_argument("--max-submission-mb", type=int, default=inbox.Policy.max_student >> 20,
+                       help="MiB a student's files may hold together (default 200)")
     grade.add_argument("--jobs", "-j", type=int, default=1, help="submissions graded at once (default 1)")
     grade.add_argument("--call-timeout", type=float, default=60.0, help="seconds per call of a student's function")
     grade.add_argument("--start-timeout", type=float, default=120.0, help="seconds to run a student's code cells")
@@ -266,7 +256,11 @@ def _main(argv: list[str] | None) -> int:
     grade.add_argument("--memory", type=int, default=6144, help="MiB of address space per submission")
     sub.add_parser("grades", help="export all grades as CSV").add_argument("--output", type=Path, default=Path("grades.csv"))
     sub.add_parser("feedback", help="generate feedback HTML for every graded student").add_argument("assignment")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _main(argv: list[str] | None) -> int:
+    args = _parser().parse_args(argv)
     root = args.root.resolve()
     if args.db_url:
         os.environ[DB_URL_ENV] = args.db_url
@@ -274,13 +268,19 @@ def _main(argv: list[str] | None) -> int:
         for path in release(root, args.assignment):
             print(f"released {path.relative_to(root)}")
     elif args.command == "autograde":
+        collected = None
         if args.submissions:
-            print(f"collected {len(collect(root, args.assignment, args.submissions))} submissions")
+            collected = collect(root, args.assignment, args.submissions, max_file=args.max_file_mb << 20,
+                                max_student=args.max_submission_mb << 20)
+            print(f"collected {len(collected.collected)} submissions, refused {len(collected.refused)}")
         limits = Limits(call_timeout=args.call_timeout, start_timeout=args.start_timeout, memory=args.memory << 20)
         scores = autograde(root, args.assignment, sandbox=args.sandbox, jobs=max(1, args.jobs), limits=limits,
                            budget=args.timeout)
         for student, score in scores.items():
             print(f"{student:24s} {'NOT GRADED (see the log above)' if score is None else f'{score:g}'}")
+        for student, reason in sorted((collected.refused if collected else {}).items()):
+            if student not in scores:
+                print(f"{student:24s} NOT COLLECTED ({reason})")
     elif args.command == "grades":
         export_grades(root, args.output if args.output.is_absolute() else root / args.output)
     elif args.command == "feedback":
