@@ -11,7 +11,9 @@ in it is trusted. The policy, entry by entry (an entry is a name directly in the
   files and real folders count; anything else (a link, dangling or not, a named pipe, a socket, a
   device) is refused with a message on stderr naming it, and the other students are still collected.
 * A student may hand in only the files the assignment expects (:func:`expected_files`): the released
-  notebooks, under their released names, and the data files it declares: a ``WEIGHTS = "name"`` (or
+  notebooks, under their released names (in a one-notebook assignment, a renamed copy that starts
+  with the released name, ``a1_convolution (1).ipynb``, counts when the released name is absent),
+  and the data files it declares: a ``WEIGHTS = "name"`` (or
   ``WEIGHTS = Path("name")``) line in a released notebook names one (A2, A3, A4, A6 load a trained
   model's weights from it), and the same name with ``.safetensors`` is accepted too
   (:func:`course_lib.grading.weights.load_state_dict_file` reads both). Anything else is refused;
@@ -29,89 +31,17 @@ in it is trusted. The policy, entry by entry (an entry is a name directly in the
 """
 from __future__ import annotations
 
-import gzip
 import os
-import re
 import shutil
 import stat
 import sys
-import tarfile
 import tempfile
-import zipfile
-import zlib
-from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
-STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
-MiB = 1 << 20
-CHUNK = 1 << 16
-#: A data file a released notebook declares: ``WEIGHTS = "a2_model.pt"`` or ``WEIGHTS = Path("x.pt")``.
-DECLARED = re.compile(r"""^WEIGHTS\s*=\s*(?:Path\()?\s*["']([^"'/\\]+)["']""", re.M)
-#: What reading a broken file or archive may raise (a bad CRC, a truncated gzip, an unknown compression):
-#: the file is refused, never the batch.
-UNREADABLE = (OSError, EOFError, zlib.error, zipfile.BadZipFile, tarfile.TarError, NotImplementedError,
-              RuntimeError, ValueError)
-NOFOLLOW = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
-
-
-class Refused(Exception):
-    """One entry or member is not collected; the message says why."""
-
-
-@dataclass(frozen=True)
-class Policy:
-    """What a student may hand in for one assignment, and how much."""
-
-    notebooks: tuple[str, ...]
-    data_files: frozenset[str] = frozenset()
-    max_file: int = 50 * MiB
-    max_student: int = 200 * MiB
-    max_members: int = 200
-
-    def check_name(self, name: str) -> None:
-        if name.startswith("."):
-            raise Refused("a hidden file, ignored")
-        if name == "timestamp.txt":
-            raise Refused("the time of submission is not taken from the student")
-        if name not in self.notebooks and name not in self.data_files:
-            expected = ", ".join(sorted({*self.notebooks, *self.data_files}))
-            raise Refused(f"not a file this assignment expects ({expected})")
-
-
-@dataclass
-class Report:
-    """``collected``: students whose submission was copied; ``refused``: student (or entry) -> why not;
-    ``problems``: ``(student, name, reason)`` of every file that was left out."""
-
-    collected: list[str] = field(default_factory=list)
-    refused: dict[str, str] = field(default_factory=dict)
-    problems: list[tuple[str, str, str]] = field(default_factory=list)
-
-
-def expected_files(release: Path, max_file: int = 50 * MiB, max_student: int = 200 * MiB) -> Policy:
-    """The :class:`Policy` of the released assignment in ``release`` (``assignments/NAME/``)."""
-    import nbformat
-
-    notebooks = sorted(release.glob("*.ipynb"))
-    data = set()
-    for path in notebooks:
-        for cell in nbformat.read(str(path), as_version=4).cells:
-            if cell.cell_type == "code":
-                for name in DECLARED.findall(cell.source):
-                    data |= {name, str(PurePosixPath(name).with_suffix(".safetensors"))}
-    return Policy(tuple(p.name for p in notebooks), frozenset(data - {"timestamp.txt"}), max_file, max_student)
-
-
-def kind(mode: int) -> str:
-    """What a file of this ``st_mode`` is, in words."""
-    for test, words in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a named pipe"),
-                        (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
-                        (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder"), (stat.S_ISREG, "a file")):
-        if test(mode):
-            return words
-    return "not a regular file"
-
+from course_lib.grading.autograder.archives import read_archive
+from course_lib.grading.autograder.submission_policy import (ARCHIVE_SUFFIXES, CHUNK, NOFOLLOW, STUDENT_ID,  # noqa: F401
+                                                             UNREADABLE, MiB, Policy, Refused, Report,
+                                                             expected_files, kind)
 
 def student_of(name: str, mode: int) -> tuple[str, str]:
     """``(student id, form)`` of an inbox entry, form ``notebook``, ``folder`` or ``archive``."""
@@ -132,16 +62,22 @@ class Intake:
         self.student, self.policy, self.staging, self.report = student, policy, staging, report
         self.total = 0
         self.names: list[str] = []
+        self.sizes: dict[str, int] = {}
+        self.renamed: dict[str, str] = {}  # target -> the other name a notebook was handed in under
 
     def refuse(self, name: str, reason: str) -> None:
         print(f"collect: {self.student}: {name}: {reason}; not collected", file=sys.stderr)
         self.report.problems.append((self.student, name, reason))
 
-    def add(self, name: str, declared: int, source, target: str | None = None) -> None:
+    def add(self, name: str, declared: int, source, target: str | None = None, renamed: bool = False) -> None:
         """Copy the stream ``source`` (at most ``declared`` bytes expected) in as ``target or name``."""
         target = target or name
         if target in self.names:
-            raise Refused(f"a second file named {target}")
+            if target == name and target in self.renamed:  # the released name wins over a renamed copy
+                self.refuse(self.renamed[target], f"another notebook than {target}, which is collected instead")
+                self._drop(target)
+            else:
+                raise Refused(f"a second file named {target}")
         limit = min(self.policy.max_file, self.policy.max_student - self.total)
         if declared > limit:
             raise Refused(f"{declared} bytes, over the limit of {limit} bytes")
@@ -156,15 +92,27 @@ class Intake:
             raise
         self.total += copied
         self.names.append(target)
+        self.sizes[target] = copied
+        if renamed:
+            self.renamed[target] = name
+            print(f"collect: {self.student}: {name}: collected as {target}", file=sys.stderr)
+
+    def _drop(self, target: str) -> None:
+        (self.staging / target).unlink()
+        self.names.remove(target)
+        self.renamed.pop(target, None)
+        self.total -= self.sizes.pop(target)
 
     def offer(self, name: str, declared: int, opener, target: str | None = None, shown: str | None = None) -> None:
         """Check ``name`` against the policy, then copy ``opener()``'s stream; refusals are reported
         (naming ``shown``, an archive member's path, or ``name``)."""
         try:
+            renamed = False
             if target is None:
-                self.policy.check_name(name)
+                target = self.policy.target_of(name)
+                renamed = target != name
             with opener() as source:
-                self.add(name, declared, source, target)
+                self.add(name, declared, source, target, renamed)
         except Refused as why:
             self.refuse(shown or name, str(why))
         except UNREADABLE as err:
@@ -204,100 +152,6 @@ def read_folder(intake: Intake, dir_fd: int) -> None:
             intake.refuse(name, f"{kind(mode)}, not a regular file")
         else:
             intake.offer(name, info.st_size, lambda name=name: _open_regular(name, dir_fd))
-
-
-def member_name(intake: Intake, path: str, is_dir: bool) -> str | None:
-    """The file name an archive member stands for, or ``None`` (refused, or the student's folder)."""
-    parts = path.replace("\\", "/").split("/")
-    if path.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", path) or ".." in parts:
-        intake.refuse(path, "an absolute path or one that leaves the student's folder")
-        return None
-    parts = [p for p in parts if p not in ("", ".")]
-    if parts and parts[0] == intake.student and (len(parts) > 1 or is_dir):
-        parts = parts[1:]  # the archive holds the folder STUDENT/
-    if not parts:
-        return None
-    if any(p.startswith(".") or p == "__MACOSX" for p in parts):
-        intake.refuse(path, "a hidden file, ignored")
-    elif is_dir or len(parts) > 1:
-        intake.refuse(path, "a subfolder; only the files directly in the student's folder count")
-    else:
-        return parts[0]
-    return None
-
-
-def read_zip(intake: Intake, stream) -> None:
-    """The members of a zip archive, read one by one (nothing extracted to disk but accepted files)."""
-    with zipfile.ZipFile(stream) as archive:
-        for number, info in enumerate(archive.infolist()):
-            if number >= intake.policy.max_members:
-                intake.refuse(info.filename, f"more than {intake.policy.max_members} members; the rest is ignored")
-                return
-            name = member_name(intake, info.filename, info.is_dir())
-            mode = info.external_attr >> 16
-            if name is None:
-                continue
-            if stat.S_IFMT(mode) and not stat.S_ISREG(mode):
-                intake.refuse(info.filename, f"{kind(mode)}, not a regular file")
-            elif info.flag_bits & 0x1:
-                intake.refuse(info.filename, "encrypted")
-            else:
-                intake.offer(name, info.file_size, lambda info=info: archive.open(info), shown=info.filename)
-
-
-class Capped:
-    """A read-only stream that fails once more than ``limit`` bytes have been read from it."""
-
-    def __init__(self, raw, limit: int):
-        self.raw, self.left = raw, limit
-
-    def read(self, size: int = -1) -> bytes:
-        data = self.raw.read(size if size is not None and size >= 0 else self.left + 1)
-        self.left -= len(data)
-        if self.left < 0:
-            raise Refused("the archive unpacks to more than the student's limit; the rest is ignored")
-        return data
-
-
-def read_tar(intake: Intake, stream, compressed: bool) -> None:
-    """The members of a tar archive, streamed (``r|``): regular files only, never links or devices."""
-    raw = gzip.GzipFile(fileobj=stream) if compressed else stream
-    capped = Capped(raw, intake.policy.max_student + intake.policy.max_members * 1024 + MiB)
-    with tarfile.open(fileobj=capped, mode="r|") as archive:
-        for number, member in enumerate(archive):
-            if number >= intake.policy.max_members:
-                intake.refuse(member.name, f"more than {intake.policy.max_members} members; the rest is ignored")
-                return
-            name = member_name(intake, member.name, member.isdir())
-            if name is None:
-                continue
-            if not member.isreg():
-                what = "a link" if member.issym() or member.islnk() else "a device or named pipe" \
-                    if member.ischr() or member.isblk() or member.isfifo() else "not a regular file"
-                intake.refuse(member.name, f"{what}, not extracted")
-            else:
-                intake.offer(name, member.size, lambda member=member: _member(archive, member),
-                             shown=member.name)
-
-
-def _member(archive: tarfile.TarFile, member: tarfile.TarInfo):
-    source = archive.extractfile(member)
-    if source is None:
-        raise Refused("not a regular file")
-    return source
-
-
-def read_archive(intake: Intake, entry: str, stream) -> None:
-    """A ``.zip``, ``.tar``, ``.tar.gz`` or ``.tgz`` entry; an unreadable archive keeps what was read."""
-    try:
-        if entry.lower().endswith(".zip"):
-            read_zip(intake, stream)
-        else:
-            read_tar(intake, stream, compressed=not entry.lower().endswith(".tar"))
-    except Refused as why:
-        intake.refuse(entry, str(why))
-    except UNREADABLE as err:
-        intake.refuse(entry, f"an unreadable archive ({err})")
 
 
 def read_entry(intake: Intake, inbox_fd: int, entry: str, form: str) -> None:
