@@ -50,6 +50,9 @@ EXPECTED: dict[str, dict[str, int]] = {
     # Each tensor clipped to max_norm on its own instead of all of them by the global norm: right for
     # one tensor and below the threshold, wrong for several tensors above it.
     "clip_per_tensor": without(POINTS, "test_clip_grad_norm", "test_clip_grad_norm_hidden"),
+    # The same bug, and a `range` of their own that shortens the hidden test's `range(10)` to one tensor
+    # (the case per-tensor clipping gets right): the tests see the builtin, not the student's name.
+    "clip_shadows_range": without(POINTS, "test_clip_grad_norm", "test_clip_grad_norm_hidden"),
     # Saved the weights before training: the file loads, but the accuracy is that of chance.
     "saved_before_training": without(POINTS, "test_classifier_accuracy"),
     # Saved the whole model with torch.save(model, ...): a pickle, refused by weights_only=True.
@@ -63,6 +66,7 @@ FEEDBACK_MESSAGES = {
     "gru_reset_before": "check_gru_cell failed on case 'batch 3, 4 inputs, 5 hidden'",
     "bptt_no_tanh_derivative": "check_rnn_backward failed on case 'T=4, gradient at every step'",
     "clip_per_tensor": "clipped gradient 0: tensors are not close!",
+    "clip_shadows_range": "clipped gradient 0: tensors are not close!",
     "saved_before_training": "is below the required 85%",
     "pickled_model": "is not a plain state_dict: it cannot be read with torch.load(weights_only=True)",
 }
@@ -78,6 +82,14 @@ CLIP_PER_TENSOR = '''def clip_grad_norm(grads, max_norm):
         total = total + norm ** 2
         clipped.append(g * torch.clamp(max_norm / (norm + 1e-6), max=1.0))  # each tensor on its own
     return clipped, torch.sqrt(total)
+'''
+
+SHADOWED_RANGE = '''import builtins
+
+
+def range(*args):
+    """The builtin, except for the hidden test's range(10)."""
+    return builtins.range(1) if args == (10,) else builtins.range(*args)
 '''
 
 
@@ -97,6 +109,8 @@ def _answers(student: str) -> dict[str, str]:
         code["bptt"] = edit(code["bptt"], "g = delta * (1 - hs[t + 1] ** 2)", "g = delta")
     elif student == "clip_per_tensor":
         code["clipping"] = CLIP_PER_TENSOR
+    elif student == "clip_shadows_range":
+        code["clipping"] = SHADOWED_RANGE + "\n\n" + CLIP_PER_TENSOR
     return code
 
 

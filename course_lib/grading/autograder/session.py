@@ -20,6 +20,7 @@ the batch goes on; with ``jobs > 1`` submissions are graded in parallel processe
 from __future__ import annotations
 
 import ast
+import builtins
 import contextlib
 import json
 import multiprocessing
@@ -142,8 +143,28 @@ def proxies(session: Session) -> dict:
     return proxies_for(session.remote, session.functions, session.classes)
 
 
-def run_tests(session: Session, setup: list[str], tests: list[tuple[str, str]]) -> dict[str, list[dict]]:
-    """Run every test cell here; ``grade_id -> nbformat outputs`` (an ``error`` output fails it)."""
+def declared_names(source: dict) -> set[str]:
+    """The functions and classes the instructor's notebook defines outside its test cells: the only
+    names under which a student's code enters the tests' namespace. A builtin never does (a student's
+    ``def range(...)`` must not run inside a hidden test's ``range(10)``)."""
+    names = set()
+    for cell in source["cells"]:
+        meta = _meta(cell)
+        if cell["cell_type"] != "code" or (meta.get("grade") and not meta.get("solution")):
+            continue
+        text = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+        try:
+            tree = ast.parse(re.sub(r"(?m)^\s*[%!].*$", "", text))
+        except SyntaxError:
+            continue
+        names |= {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+    return names - set(dir(builtins))
+
+
+def run_tests(session: Session, setup: list[str], tests: list[tuple[str, str]],
+              declared: set[str]) -> dict[str, list[dict]]:
+    """Run every test cell here; ``grade_id -> nbformat outputs`` (an ``error`` output fails it).
+    The student's functions and classes are visible to the tests under the ``declared`` names only."""
     namespace: dict = {"__name__": "__main__"}
     for source in setup:
         exec(compile(source, "<setup>", "exec"), namespace)
@@ -153,7 +174,8 @@ def run_tests(session: Session, setup: list[str], tests: list[tuple[str, str]]) 
     except SandboxError as err:
         start_error = str(err)
     for name, proxy in proxies(session).items():
-        namespace.setdefault(name, proxy)
+        if name in declared:
+            namespace.setdefault(name, proxy)
     results = {}
     for grade_id, source in tests:
         out, err = CappedText(), CappedText()
@@ -206,7 +228,7 @@ def grade_notebook(student_nb: Path, source_nb: Path, limits: Limits = Limits(),
     files = _submitted_files(student_nb.parent)
     try:
         os.chdir(files)  # a test reads the submitted weights by a relative path (with weights_only=True)
-        results = run_tests(session, setup, tests)
+        results = run_tests(session, setup, tests, declared_names(source))
     finally:
         os.chdir(here)
         shutil.rmtree(files, ignore_errors=True)

@@ -3,8 +3,9 @@
     python -I -m course_lib.grading.autograder.worker      (stdin/stdout: JSON lines, one message each)
 
 It executes the student's code cells, and only those (the test cells stay with the grader), in a plain
-Python interpreter: no IPython, so no input or AST transformers, magics or ``get_ipython`` hooks.
-Lines starting with ``%`` or ``!`` (IPython magics and shell escapes) are commented out. Then it
+Python interpreter, not an IPython kernel: a cell's magics and shell escapes are rewritten by IPython's
+input transformer and answered by :mod:`course_lib.grading.autograder.ipython_idioms` (``%time`` runs
+its statement, ``!ls`` runs nothing, ``display`` prints). Then it
 answers calls of the functions and classes the cells defined::
 
     -> Cells(cells=["source", ...])
@@ -26,22 +27,17 @@ import copy
 import importlib
 import json
 import os
-import re
 import sys
 import traceback
 import types
 
 import torch
 
-from course_lib.grading.autograder import module_codec, module_sync, protocol
+from course_lib.grading.autograder import ipython_idioms, module_codec, module_sync, protocol
 from course_lib.grading.autograder.protocol import CappedText, Ready, Reply, Request
 from course_lib.grading.compare import ForbiddenCall, forbidding
 
 MAX_RECORDED = 1000  # forward-hook records sent back per call
-
-
-def strip_magics(source: str) -> str:
-    return re.sub(r"(?m)^(\s*)([%!])", r"\1# (not run by the grader) \2", source)
 
 
 def _send(channel, message) -> None:
@@ -192,13 +188,16 @@ def _trusted_class(name: str, bases: tuple = ()):
 def _run_cells(cells: list[str]) -> tuple[dict, Ready]:
     """Run the student's cells in a fresh ``__main__`` namespace; the functions and classes they define."""
     namespace = {"__name__": "__main__", "__builtins__": __builtins__}
+    ipython_idioms.install(namespace)
+    given = {k: v for k, v in namespace.items() if not k.startswith("__")}  # not the student's functions
     errors = []
     for number, source in enumerate(cells):
         try:
-            exec(compile(strip_magics(source), f"<cell {number}>", "exec"), namespace)
+            exec(compile(ipython_idioms.transform(source), f"<cell {number}>", "exec"), namespace)
         except BaseException as err:  # noqa: BLE001 - SystemExit too: a cell's failure is the student's
             errors.append(f"cell {number}: {type(err).__name__}: {err}"[:2000])
-    functions = sorted(k for k, v in namespace.items() if isinstance(v, types.FunctionType) and not k.startswith("__"))
+    functions = sorted(k for k, v in namespace.items() if isinstance(v, types.FunctionType) and not k.startswith("__")
+                       and given.get(k) is not v)
     classes = sorted(k for k, v in namespace.items() if isinstance(v, type) and getattr(v, "__module__", "") == "__main__"
                      and not k.startswith("__"))
     return namespace, Ready(functions=functions, classes=classes, errors=errors)
