@@ -54,6 +54,12 @@ EXPECTED: dict[str, dict[str, int] | None] = {
                                   "test_im2col_hidden", "test_conv2d_backward", "test_conv2d_backward_hidden"),
     # Correct, but warns (Python, NumPy, PyTorch) and prints to stderr from inside every part.
     "noisy_stderr": _without(),
+    # col2im computes W_out with kH instead of kW: right for square kernels; wrong (a shape error)
+    # for the non-square kernels of the visible and hidden backward cases (W_out then differs).
+    "col2im_width_from_kh": _without("test_conv2d_backward", "test_conv2d_backward_hidden"),
+    # col2im's padded buffer is (W + 2p) x (W + 2p) instead of (H + 2p) x (W + 2p): harmless while
+    # W >= H (the crop keeps H rows), so only the hidden case taller than wide catches it.
+    "col2im_buffer_width_twice": _without("test_conv2d_backward_hidden"),
     # The file is cut in the middle: not JSON. It must not stop the others being graded.
     "corrupt_json": None,
     # Forgot the bias and the 1/k^2 of average pooling's gradient, then deleted the failing visible
@@ -69,6 +75,8 @@ FEEDBACK_MESSAGES = {
     "off_by_one": "inputs: size=10, kernel_size=3, stride=1, padding=0, dilation=2\nwrong output size: expected 6, got 5",
     "transposed_kernel": "check_conv2d failed on case '3x3 kernel, no padding'",
     "tampered_tests": "check_avg_pool2d_backward failed on case",
+    "col2im_width_from_kh": "check_conv2d_backward failed on case 'batch 3, 2 -> 4 channels, non-square input and kernel'",
+    "col2im_buffer_width_twice": "check_conv2d_backward failed on case 'batch 3, 2 -> 5 channels, taller than wide'",
 }
 
 
@@ -102,6 +110,12 @@ def _answers(student: str) -> dict[str, str]:
                                         ".sum(dim=0).reshape(weight.shape).flip(-2, -1)")
         code["conv2d_backward"] = _edit(code["conv2d_backward"], "weight.reshape(C_out, -1).T @ G",
                                         "weight.flip(-2, -1).reshape(C_out, -1).T @ G")
+    elif student == "col2im_width_from_kh":
+        code["conv2d_backward"] = _edit(code["conv2d_backward"], "W_out = conv_output_size(W, kW, stride, padding, dilation)\n    N =",
+                                        "W_out = conv_output_size(W, kH, stride, padding, dilation)\n    N =")
+    elif student == "col2im_buffer_width_twice":
+        code["conv2d_backward"] = _edit(code["conv2d_backward"], "H + 2 * padding, W + 2 * padding",
+                                        "W + 2 * padding, W + 2 * padding")
     elif student == "noisy_stderr":
         noise = {
             "conv_output_size": 'warnings.warn("is my formula right for dilation?")',

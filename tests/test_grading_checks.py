@@ -47,7 +47,7 @@ def test_correct_implementations_pass_every_check(capsys):
         check_avg_pool2d(pool.avg_pool2d, cases, forbidden=FROM_SCRATCH)
         check_max_pool2d_backward(pool.max_pool2d_backward, cases, forbidden=FROM_SCRATCH)
         check_avg_pool2d_backward(pool.avg_pool2d_backward, cases, forbidden=FROM_SCRATCH)
-    assert "check_conv2d: all 4 cases passed" in capsys.readouterr().out
+    assert "check_conv2d: all 5 cases passed" in capsys.readouterr().out
 
 
 def test_output_size_bugs_are_named():

@@ -135,6 +135,11 @@ VARIANTS = [
     variant("a5_gans:train_step", {"train_step": "step_labels_swapped"},
             ("d_loss = discriminator_loss(D(real), D(fake))", "d_loss = discriminator_loss(D(fake), D(real))")),
     variant("a5_gans:train_step", {"train_step": "step_no_generator_update"}, ("    opt_G.step()\n", "")),
+    variant("a5_gans:networks", {"build_discriminator": "discriminator_leaky_last", "build_generator": "unused"},
+            ("nn.LeakyReLU(0.2),  # 14 -> 7\n        nn.Conv2d(2 * width, 1, 7),",
+             "# 14 -> 7\n        nn.Conv2d(2 * width, 1, 7), nn.LeakyReLU(0.2),")),
+    variant("a5_gans:networks", {"build_discriminator": "discriminator_padding_2", "build_generator": "unused"},
+            ("nn.Conv2d(1, width, 4, stride=2, padding=1)", "nn.Conv2d(1, width, 4, stride=2, padding=2)")),
 ]
 
 CASES = [
@@ -181,6 +186,8 @@ CASES = [
     ("check_train_step", ("train_step",)),
     ("check_train_step", ("step_labels_swapped",)),
     ("check_train_step", ("step_no_generator_update",)),
+    ("check_discriminator", ("discriminator_leaky_last",)),
+    ("check_discriminator", ("discriminator_padding_2",)),
     ("check_short_training", ("train_step", "build_generator", "build_discriminator")),
     ("check_short_training", ("step_no_generator_update", "build_generator", "build_discriminator")),
 ]

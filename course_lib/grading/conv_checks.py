@@ -73,6 +73,10 @@ CONV_CASES = (
     ConvCase("3x3 kernel, padding 1", (2, 3, 6, 6), (4, 3, 3, 3), padding=1, seed=1),
     ConvCase("1x1 kernel, no bias", (1, 3, 5, 5), (2, 3, 1, 1), bias=False, seed=2),
     ConvCase("5x5 kernel, padding 2, one channel", (1, 1, 7, 7), (1, 1, 5, 5), padding=2, seed=3),
+    # batch, input and output channels all > 1 and all different, and H != W: a batch/channel or
+    # height/width mix-up in a view, reshape or permute cannot give the right answer by chance
+    ConvCase("batch 3, 2 -> 4 channels, non-square input and kernel", (3, 2, 5, 8), (4, 2, 3, 2), padding=1,
+             seed=4),
 )
 
 

@@ -3,13 +3,13 @@
 * :func:`check_generator` / :func:`check_discriminator` — output shapes ``(N, 1, 28, 28)`` in
   ``[-1, 1]`` and ``(N,)``, and every (transposed) convolution's output size against the formulas
   ``L_out = (L_in + 2p - d(k-1) - 1) // s + 1`` and ``L_out = (L_in - 1)s - 2p + d(k-1) + p_out + 1``;
-  no pooling layers (DCGAN).
+  no pooling layers (DCGAN); then the stated architecture, layer by layer (:mod:`~course_lib.grading.gan_spec`).
 * :func:`check_gan_losses` — against ``F.binary_cross_entropy_with_logits``: the discriminator's
   loss is the BCE of real logits with targets 1 plus that of fake logits with targets 0; the
   non-saturating generator loss is the BCE of fake logits with targets 1, i.e. ``mean(-log D(G(z)))``.
-* :func:`check_train_step` — one step of the student's ``train_step`` on copies of small seeded
-  DCGAN networks (float64, plain SGD) against the same step written here: every parameter of both
-  networks and both returned losses must match.
+* :func:`check_train_step` — three steps in a row of the student's ``train_step`` on copies of small
+  seeded DCGAN networks (float64, plain SGD) against the same step written here: after each, every
+  parameter of both networks and both returned losses must match (gradients left over show).
 * :func:`check_short_training` — the student's networks and step, seeded: with the generator frozen
   (learning rate 0) a few steps must raise the discriminator's accuracy on real vs fake images; then
   with the discriminator frozen a few steps must lower its accuracy on fresh fakes.
@@ -26,16 +26,9 @@ from torch import nn
 
 from course_lib.data import load_fashion_mnist
 from course_lib.grading.compare import call_student, describe_difference, fail, passed, sandbox_ready
+from course_lib.grading.gan_spec import (conv_size, discriminator_spec, generator_spec, spec_problem,
+                                         transposed_conv_size)
 from course_lib.models.dcgan import Discriminator, Generator
-
-
-def conv_size(size: int, m: nn.Conv2d, axis: int) -> int:
-    return (size + 2 * m.padding[axis] - m.dilation[axis] * (m.kernel_size[axis] - 1) - 1) // m.stride[axis] + 1
-
-
-def transposed_conv_size(size: int, m: nn.ConvTranspose2d, axis: int) -> int:
-    return ((size - 1) * m.stride[axis] - 2 * m.padding[axis] + m.dilation[axis] * (m.kernel_size[axis] - 1)
-            + m.output_padding[axis] + 1)
 
 
 @dataclass(frozen=True)
@@ -115,6 +108,9 @@ def check_generator(build_generator: Callable, cases: Sequence[NetCase] = NET_CA
                        f"[{out.min().item():.3g}, {out.max().item():.3g}]")
         if case.batch > 1 and torch.allclose(out[0], out[1]):
             raise fail(check, case.name, params, "two different z gave the same image")
+        problem = spec_problem(model, generator_spec(case.z_dim, case.width), z, case.seed)
+        if problem:
+            raise fail(check, case.name, params, problem)
     passed(check, len(cases))
 
 
@@ -133,6 +129,9 @@ def check_discriminator(build_discriminator: Callable, cases: Sequence[NetCase] 
                        f"image; flatten the last map), got {got}")
         if not any(m.stride != (1, 1) for m, _, _ in seen if isinstance(m, nn.Conv2d)):
             raise fail(check, case.name, params, "expected strided convolutions (stride 2) to down-sample")
+        problem = spec_problem(model, discriminator_spec(case.width), x, case.seed)
+        if problem:
+            raise fail(check, case.name, params, problem)
     passed(check, len(cases))
 
 
@@ -209,7 +208,7 @@ def check_gan_losses(discriminator_loss: Callable, generator_loss: Callable,
 
 @dataclass(frozen=True)
 class StepCase:
-    """Small seeded DCGAN networks (float64) and a batch; plain SGD with learning rate ``lr``."""
+    """Small seeded DCGAN networks (float64) and ``steps`` batches; plain SGD with learning rate ``lr``."""
 
     name: str
     batch: int = 8
@@ -217,11 +216,12 @@ class StepCase:
     width: int = 4
     lr: float = 0.1
     seed: int = 0
+    steps: int = 3  # in a row, on the same networks and optimisers: gradients left from a step show
 
     def describe(self) -> str:
         return (f"course_lib DCGAN Generator(z_dim={self.z_dim}, width={self.width}) and Discriminator(width="
-                f"{self.width}), float64, train mode, SGD(lr={self.lr:g}) for each, real {(self.batch, 1, 28, 28)}, "
-                f"z_d and z_g {(self.batch, self.z_dim)}, seed={self.seed}")
+                f"{self.width}), float64, train mode, SGD(lr={self.lr:g}) for each, {self.steps} steps in a row, "
+                f"each on real {(self.batch, 1, 28, 28)}, z_d and z_g {(self.batch, self.z_dim)}, seed={self.seed}")
 
 
 STEP_CASES = (StepCase("batch of 8"),)
@@ -243,48 +243,58 @@ def _reference_step(G, D, opt_G, opt_D, real, z_d, z_g):
     return d_loss.item(), g_loss.item()
 
 
+def _step_setup(case: StepCase) -> tuple[dict, list]:
+    """``{"reference": (G, D, opt_G, opt_D), "student": (...)}``, equal copies, and the steps' batches."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(case.seed)
+        G0 = Generator(z_dim=case.z_dim, width=case.width).double()
+        D0 = Discriminator(width=case.width).double()
+    g = torch.Generator().manual_seed(case.seed + 1)
+    batches = [(torch.rand(case.batch, 1, 28, 28, generator=g, dtype=torch.float64) * 2 - 1,
+                torch.randn(case.batch, case.z_dim, generator=g, dtype=torch.float64),
+                torch.randn(case.batch, case.z_dim, generator=g, dtype=torch.float64)) for _ in range(case.steps)]
+    runs = {}
+    for who in ("reference", "student"):
+        G, D = copy.deepcopy(G0).train(), copy.deepcopy(D0).train()
+        runs[who] = (G, D, torch.optim.SGD(G.parameters(), lr=case.lr), torch.optim.SGD(D.parameters(), lr=case.lr))
+    return runs, batches
+
+
+def _compare_step(check, case, params, step: str, losses, expected, nets, before) -> None:
+    """The student's losses and parameters after one step against the reference's."""
+    if not isinstance(losses, (tuple, list)) or len(losses) != 2:
+        raise fail(check, case.name, params, f"expected a pair (d_loss, g_loss) of floats, got {losses!r}")
+    for what, got, exp in zip((f"d_loss{step}", f"g_loss{step}"), losses, expected):
+        value = got.item() if isinstance(got, torch.Tensor) and got.numel() == 1 else got
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not abs(value - exp) <= 1e-6 * (1 + abs(exp)):
+            raise fail(check, case.name, params, f"{what}: expected {exp:.6f}, got {value!r}")
+    for net, ref, got in (("generator", *nets["generator"]), ("discriminator", *nets["discriminator"])):
+        for (name, p_ref), (_, p_got) in zip(ref.named_parameters(), got.named_parameters()):
+            problem = describe_difference(p_got.detach(), p_ref.detach(), f"{net} parameter {name} after the step{step}")
+            if problem:
+                moved = (p_got.detach() - before[net][name]).abs().max().item()
+                wanted = (p_ref.detach() - before[net][name]).abs().max().item()
+                raise fail(check, case.name, params, problem + f"\n  (your step changed it by up to {moved:.3g}, "
+                           f"the reference step by up to {wanted:.3g})")
+
+
 @sandbox_ready
 def check_train_step(train_step: Callable, cases: Sequence[StepCase] = STEP_CASES) -> None:
-    """``train_step(G, D, opt_G, opt_D, real, z_d, z_g) -> (d_loss, g_loss)``: the parameters of both
-    networks after the step and the two losses (floats, before the updates) against the reference."""
-
+    """``train_step(G, D, opt_G, opt_D, real, z_d, z_g) -> (d_loss, g_loss)``, ``steps`` times in a row: after
+    each, both networks' parameters and the two losses (floats, before the updates) against the reference."""
     check = "check_train_step"
     for case in cases:
         params = case.describe()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(case.seed)
-            G0 = Generator(z_dim=case.z_dim, width=case.width).double()
-            D0 = Discriminator(width=case.width).double()
-        g = torch.Generator().manual_seed(case.seed + 1)
-        real = torch.rand(case.batch, 1, 28, 28, generator=g, dtype=torch.float64) * 2 - 1
-        z_d = torch.randn(case.batch, case.z_dim, generator=g, dtype=torch.float64)
-        z_g = torch.randn(case.batch, case.z_dim, generator=g, dtype=torch.float64)
-        runs = {}
-        for who in ("reference", "student"):
-            G, D = copy.deepcopy(G0).train(), copy.deepcopy(D0).train()
-            opt_G = torch.optim.SGD(G.parameters(), lr=case.lr)
-            opt_D = torch.optim.SGD(D.parameters(), lr=case.lr)
-            args = (G, D, opt_G, opt_D, real.clone(), z_d.clone(), z_g.clone())
-            losses = (_reference_step(*args) if who == "reference"
-                      else call_student(check, case.name, params, (), train_step, *args))
-            runs[who] = (G, D, losses)
-        G_ref, D_ref, (d_ref, g_ref) = runs["reference"]
-        G_got, D_got, losses = runs["student"]
-        if not isinstance(losses, (tuple, list)) or len(losses) != 2:
-            raise fail(check, case.name, params, f"expected a pair (d_loss, g_loss) of floats, got {losses!r}")
-        for what, got, exp in (("d_loss", losses[0], d_ref), ("g_loss", losses[1], g_ref)):
-            value = got.item() if isinstance(got, torch.Tensor) and got.numel() == 1 else got
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not abs(value - exp) <= 1e-6 * (1 + abs(exp)):
-                raise fail(check, case.name, params, f"{what}: expected {exp:.6f}, got {value!r}")
-        for net, ref, got in (("generator", G_ref, G_got), ("discriminator", D_ref, D_got)):
-            start = dict(G0.named_parameters()) if net == "generator" else dict(D0.named_parameters())
-            for (name, p_ref), (_, p_got) in zip(ref.named_parameters(), got.named_parameters()):
-                problem = describe_difference(p_got.detach(), p_ref.detach(), f"{net} parameter {name} after the step")
-                if problem:
-                    moved = (p_got.detach() - start[name].detach()).abs().max().item()
-                    wanted = (p_ref.detach() - start[name].detach()).abs().max().item()
-                    raise fail(check, case.name, params, problem + f"\n  (your step changed it by up to {moved:.3g}, "
-                               f"the reference step by up to {wanted:.3g})")
+        runs, batches = _step_setup(case)
+        (G_ref, D_ref, *opts_ref), (G_got, D_got, *opts_got) = runs["reference"], runs["student"]
+        nets = {"generator": (G_ref, G_got), "discriminator": (D_ref, D_got)}
+        for number, batch in enumerate(batches, 1):
+            before = {net: {n: p.detach().clone() for n, p in pair[0].named_parameters()} for net, pair in nets.items()}
+            expected = _reference_step(G_ref, D_ref, *opts_ref, *(t.clone() for t in batch))
+            losses = call_student(check, case.name, params, (), train_step, G_got, D_got, *opts_got,
+                                  *(t.clone() for t in batch))
+            step = "" if number == 1 else f" (step {number} of {case.steps})"
+            _compare_step(check, case, params, step, losses, expected, nets, before)
     passed(check, len(cases))
 
 

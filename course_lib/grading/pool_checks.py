@@ -43,6 +43,8 @@ POOL_CASES = (
     PoolCase("2x2 windows, stride 2", (2, 3, 6, 6), 2),
     PoolCase("3x3 windows, stride 3", (1, 2, 9, 9), 3, seed=1),
     PoolCase("2x2 windows, stride 1 (overlapping)", (1, 2, 5, 5), 2, stride=1, seed=2),
+    # batch and channels both > 1 and different, H != W: catches N and C (or H and W) swapped in a view
+    PoolCase("batch 3, 2 channels, non-square", (3, 2, 6, 8), 2, seed=3),
 )
 
 _REFERENCES = {"max": F.max_pool2d, "avg": F.avg_pool2d}

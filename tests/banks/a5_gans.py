@@ -46,6 +46,19 @@ EXPECTED: dict[str, dict[str, int]] = {
     "no_detach": without(POINTS, "test_train_step", "test_train_step_hidden"),
     # Padding forgotten in the middle transposed convolution: 7 -> 16 -> 32, 32x32 images.
     "padding_forgotten": without(POINTS, "test_generator", "test_networks_hidden"),
+    # opt_G.zero_grad() forgotten: G's gradients pile up from step to step. The first step is right
+    # (gradients start at None), so only several steps in a row can show it, and check_train_step now
+    # runs three: called directly (the student's own kernel) it fails from step 2. Sandboxed it still
+    # gets FULL marks: the autograder uploads parameters, buffers and optimizer state for each call
+    # but not .grad, so every step starts from None gradients (open: carry .grad in module_sync).
+    # In the short run Adam's normalised steps still move G the right way, so part 4 passes either way.
+    "generator_grads_accumulate": without(POINTS),
+    # The discriminator's second LeakyReLU moved after its last convolution: same shapes, but the
+    # logits of fakes are scaled by 0.2 where negative. Only the layer-by-layer comparison with the
+    # stated architecture catches it; the step checks use course_lib's networks and part 4 still learns.
+    "leaky_relu_after_last_conv": without(POINTS, "test_discriminator", "test_networks_hidden"),
+    # Padding 2 in the discriminator's first convolution: 28 -> 15 -> 7, so every shape is still right.
+    "padding_keeps_shapes": without(POINTS, "test_discriminator", "test_networks_hidden"),
 }
 
 #: A line of a failing check's message that the student's feedback must show.
@@ -55,6 +68,9 @@ FEEDBACK_MESSAGES = {
     "labels_swapped": "discriminator_loss: tensors are not close!",
     "no_detach": "generator parameter",
     "padding_forgotten": "wrong output shape: expected (4, 1, 28, 28), got (4, 1, 32, 32)",
+    "leaky_relu_after_last_conv": "the network's output differs from the assignment's layers run on the same weights",
+    "padding_keeps_shapes": ("convolution 1: expected Conv2d(1, 8, kernel_size=4, stride=2, padding=1), got "
+                             "Conv2d(1, 8, kernel_size=(4, 4), stride=(2, 2), padding=(2, 2))"),
 }
 
 
@@ -79,6 +95,15 @@ def _answers(student: str) -> dict[str, str]:
         code["networks"] = edit(code["networks"],
                                 "nn.ConvTranspose2d(2 * width, width, 4, stride=2, padding=1, bias=False)",
                                 "nn.ConvTranspose2d(2 * width, width, 4, stride=2, bias=False)")
+    elif student == "generator_grads_accumulate":
+        code["train_step"] = edit(code["train_step"], "    opt_G.zero_grad()\n", "")
+    elif student == "leaky_relu_after_last_conv":
+        code["networks"] = edit(code["networks"], "nn.BatchNorm2d(2 * width),\n        nn.LeakyReLU(0.2),  # 14 -> 7\n"
+                                "        nn.Conv2d(2 * width, 1, 7),  # 7 -> 1",
+                                "nn.BatchNorm2d(2 * width),  # 14 -> 7\n        nn.Conv2d(2 * width, 1, 7), nn.LeakyReLU(0.2),")
+    elif student == "padding_keeps_shapes":
+        code["networks"] = edit(code["networks"], "nn.Conv2d(1, width, 4, stride=2, padding=1)",
+                                "nn.Conv2d(1, width, 4, stride=2, padding=2)")
     return code
 
 
