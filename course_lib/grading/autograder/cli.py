@@ -3,6 +3,7 @@
     python -m course_lib.grading release   [ASSIGNMENT ...]          solutions/ -> assignments/
     python -m course_lib.grading autograde ASSIGNMENT [--submissions DIR] [--jobs N]   grade every submission
                                                                    (sandboxed; --no-sandbox: stock nbgrader)
+    python -m course_lib.grading doctor                              can this machine grade? (autograde checks first)
     python -m course_lib.grading grades    [--output grades.csv]     every score as CSV
     python -m course_lib.grading feedback  ASSIGNMENT                feedback/STUDENT/ASSIGNMENT/*.html
 
@@ -24,7 +25,7 @@ import tempfile
 from pathlib import Path
 
 import course_lib
-from course_lib.grading.autograder import inbox, session
+from course_lib.grading.autograder import inbox, preflight, session
 from course_lib.grading.autograder.jail import Limits
 from course_lib.grading.autograder.nbgrader_plugins import SANDBOX_RESULTS_ENV
 
@@ -128,6 +129,10 @@ def autograde(root: Path, assignment: str, sandbox: bool | None = None, jobs: in
         warning = session.protections_warning()
         if warning:
             print(warning, file=sys.stderr)
+        problems = preflight.preflight(limits or Limits())
+        if problems:  # the set-up's fault: no student is graded, none gets 0 for it
+            raise RuntimeError("grading refused, no submission was graded: " + "; ".join(problems)
+                               + " (`python -m course_lib.grading doctor` checks the set-up)")
         results = Path(tempfile.mkdtemp(prefix="sandbox-results-"))
         graded = session.grade_all(root, assignment, results, jobs=jobs, limits=limits or Limits(), budget=budget)
         for student, notebooks in sorted(graded.items()):
@@ -254,6 +259,9 @@ def _parser() -> argparse.ArgumentParser:
     grade.add_argument("--start-timeout", type=float, default=120.0, help="seconds to run a student's code cells")
     grade.add_argument("--timeout", type=float, default=600.0, help="seconds per submission in all")
     grade.add_argument("--memory", type=int, default=6144, help="MiB of address space per submission")
+    doctor = sub.add_parser("doctor", help="check that this machine can grade in the sandbox (what it protects, "
+                                           "and a known-good submission run through it); autograde runs it first")
+    doctor.add_argument("--start-timeout", type=float, default=120.0, help="seconds for the sandbox to start")
     sub.add_parser("grades", help="export all grades as CSV").add_argument("--output", type=Path, default=Path("grades.csv"))
     sub.add_parser("feedback", help="generate feedback HTML for every graded student").add_argument("assignment")
     return parser
@@ -281,6 +289,8 @@ def _main(argv: list[str] | None) -> int:
         for student, reason in sorted((collected.refused if collected else {}).items()):
             if student not in scores:
                 print(f"{student:24s} NOT COLLECTED ({reason})")
+    elif args.command == "doctor":
+        return preflight.doctor(Limits(start_timeout=args.start_timeout))
     elif args.command == "grades":
         export_grades(root, args.output if args.output.is_absolute() else root / args.output)
     elif args.command == "feedback":
