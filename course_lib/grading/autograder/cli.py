@@ -27,7 +27,7 @@ from pathlib import Path
 import course_lib
 from course_lib.grading.autograder import inbox, preflight, session
 from course_lib.grading.autograder.jail import Limits
-from course_lib.grading.autograder.nbgrader_plugins import SANDBOX_RESULTS_ENV
+from course_lib.grading.autograder.nbgrader_plugins import SANDBOX_RESULTS_ENV, UNSANDBOXED_ENV
 
 REPO = Path(course_lib.__file__).resolve().parents[1]
 MATHJAX = REPO / "_extra" / "mathjax"
@@ -110,21 +110,23 @@ def autograde(root: Path, assignment: str, sandbox: bool | None = None, jobs: in
               budget: float = 600.0) -> dict[str, float | None]:
     """Grade every submission of ``assignment`` in one nbgrader call; ``{student: score or None}``.
 
-    With ``sandbox`` (``None``: whenever the assignment allows it) the students' code runs in :mod:`~course_lib.grading.autograder.jail`
+    Unless ``sandbox`` is ``False`` the students' code runs in :mod:`~course_lib.grading.autograder.jail`
     and the tests in this process (:mod:`~course_lib.grading.autograder.session`), ``jobs`` submissions
     at a time; nbgrader then only restores the test cells, records the scores and writes the
-    gradebook. Without it, stock nbgrader executes each notebook in one kernel (unsafe: a student
-    can read the hidden tests and the gradebook, or fake a pass). A submission that cannot be
+    gradebook; an assignment the sandbox cannot grade is refused (fail closed). With ``sandbox=False``
+    stock nbgrader executes each notebook in one kernel (unsafe: a student can read the hidden tests
+    and the gradebook, or fake a pass); nbgrader started any other way refuses to execute. A submission that cannot be
     graded (an unreadable notebook, ...) is reported as ``None``; it does not stop the others.
     """
     env_extra = None
     reasons = [r for nb in sorted((root / "solutions" / assignment).glob("*.ipynb")) for r in session.unsupported(nb)]
-    if reasons and sandbox:
-        raise ValueError(f"the sandbox cannot grade {assignment}: " + "; ".join(reasons))
-    if reasons or sandbox is False:
+    if reasons and sandbox is not False:  # fail closed: unsandboxed only when the instructor says so
+        raise ValueError(f"the sandbox cannot grade {assignment}: " + "; ".join(reasons)
+                         + " (--no-sandbox grades it with stock nbgrader, UNSAFE)")
+    if sandbox is False:
         print(f"WARNING: {assignment} is graded by stock nbgrader, UNSANDBOXED: the students' code runs with the "
-              f"tests, as the grader's user, in the course folder ({'; '.join(reasons) or '--no-sandbox'})",
-              file=sys.stderr)
+              "tests, as the grader's user, in the course folder (--no-sandbox)", file=sys.stderr)
+        env_extra = {UNSANDBOXED_ENV: "1"}
     else:
         warning = session.protections_warning()
         if warning:
@@ -144,7 +146,7 @@ def autograde(root: Path, assignment: str, sandbox: bool | None = None, jobs: in
     try:
         result = nbgrader(root, "autograde", assignment, "--force", check=False, env_extra=env_extra)
     finally:
-        if env_extra:
+        if SANDBOX_RESULTS_ENV in (env_extra or {}):
             shutil.rmtree(env_extra[SANDBOX_RESULTS_ENV], ignore_errors=True)
     scores = submission_scores(root, assignment)
     failed = [s for s, v in scores.items() if v is None]
@@ -246,8 +248,8 @@ def _parser() -> argparse.ArgumentParser:
                             "(links never followed; only the expected files: see autograder/inbox.py)")
     mode = grade.add_mutually_exclusive_group()
     mode.add_argument("--sandbox", dest="sandbox", action="store_true", default=None,
-                      help="always sandbox (an error where the tests use something with no proxy: session.unsupported); "
-                           "default: sandbox whenever the assignment allows it")
+                      help="sandbox (the default; an assignment whose tests use something with no proxy, "
+                           "session.unsupported, is refused)")
     mode.add_argument("--no-sandbox", dest="sandbox", action="store_false",
                       help="UNSAFE: let stock nbgrader run each notebook with its tests in one kernel")
     grade.add_argument("--max-file-mb", type=int, default=inbox.Policy.max_file >> 20,

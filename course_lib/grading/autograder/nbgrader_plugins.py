@@ -38,6 +38,20 @@ class StderrToStdout(NbGraderPreprocessor):
 #: Set by ``python -m course_lib.grading autograde`` (sandboxed, the default) to the folder of the
 #: sandbox's results; nbgrader then reads the test cells' outputs from there instead of executing.
 SANDBOX_RESULTS_ENV = "COURSE_SANDBOX_RESULTS"
+#: Set (to ``1``) only by ``python -m course_lib.grading autograde --no-sandbox``: the instructor
+#: asked for stock, unsandboxed execution. Without it or the results, nbgrader refuses to execute.
+UNSANDBOXED_ENV = "COURSE_GRADE_UNSANDBOXED"
+
+
+class RefuseUnsandboxed(NbGraderPreprocessor):
+    """In the place of ``Execute`` when nbgrader was started by hand (``nbgrader autograde``, the
+    formgrader's button): grading fails closed, the submission is not graded, and the message says
+    which command grades it in the sandbox."""
+
+    def preprocess(self, nb, resources):
+        raise RuntimeError("this course grades students' code in a sandbox: run `python -m course_lib.grading "
+                           "autograde ASSIGNMENT` from the course folder (nbgrader's own autograde would run the "
+                           f"students' code with the hidden tests, as you; {UNSANDBOXED_ENV}=1 allows that)")
 
 
 class SandboxResults(NbGraderPreprocessor):
@@ -88,14 +102,15 @@ class InertHTML(NbGraderPreprocessor):
 def autograde_preprocessors() -> list:
     """nbgrader's autograde pipeline with :class:`StderrToStdout` in the place of ``IgnorePattern``
     (the slot nbgrader reserves for cleaning stderr after execution), :class:`SandboxResults`
-    in the place of ``Execute`` when the grading command ran the sandbox first, and
+    in the place of ``Execute`` when the grading command ran the sandbox first (stock ``Execute``
+    only when it was asked not to, :class:`RefuseUnsandboxed` otherwise: fail closed), and
     :class:`InertHTML` last, so that nothing a student wrote is live in a browser."""
     default = Autograde.class_traits()["autograde_preprocessors"].default()
     if IgnorePattern not in default or Execute not in default:
         raise ValueError(f"nbgrader's autograde preprocessors changed ({default}); revisit StderrToStdout")
     sandboxed = bool(os.environ.get(SANDBOX_RESULTS_ENV))
-    return [StderrToStdout if p is IgnorePattern else SandboxResults if (p is Execute and sandboxed) else p
-            for p in default] + [InertHTML]
+    execute = SandboxResults if sandboxed else Execute if os.environ.get(UNSANDBOXED_ENV) == "1" else RefuseUnsandboxed
+    return [StderrToStdout if p is IgnorePattern else execute if p is Execute else p for p in default] + [InertHTML]
 
 
 class ClearHiddenTestsAndTracebacks(ClearHiddenTests):
