@@ -29,3 +29,18 @@ def test_the_grading_command_picks_sandbox_results_or_the_explicit_unsafe_mode(m
     monkeypatch.delenv(plugins.SANDBOX_RESULTS_ENV)
     monkeypatch.setenv(plugins.UNSANDBOXED_ENV, "1")
     assert Execute in plugins.autograde_preprocessors()
+
+
+def test_the_failure_summary_counts_each_test_and_its_commonest_message():
+    from course_lib.grading.autograder.session import failure_summary
+
+    def error(message):
+        return [{"output_type": "stream", "name": "stdout", "text": "x"},
+                {"output_type": "error", "ename": "CheckFailure", "evalue": message + "\n  inputs: ..."}]
+
+    results = {"ann": {"a1": {"tests": {"t_pool": error("pool wrong"), "t_conv": []}}},
+               "bob": {"a1": {"tests": {"t_pool": error("pool wrong"), "t_conv": error("conv wrong")}}},
+               "cat": {"a1": {"tests": {"t_pool": error("pool shape"), "t_conv": []}}},
+               "dan": {"a1": {"tests": {}, "events": ["grader error"]}}}
+    assert failure_summary(results) == [("t_pool", 3, "CheckFailure: pool wrong"),
+                                        ("t_conv", 1, "CheckFailure: conv wrong")]

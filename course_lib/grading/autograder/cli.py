@@ -137,11 +137,8 @@ def autograde(root: Path, assignment: str, sandbox: bool | None = None, jobs: in
                                + " (`python -m course_lib.grading doctor` checks the set-up)")
         results = Path(tempfile.mkdtemp(prefix="sandbox-results-"))
         graded = session.grade_all(root, assignment, results, jobs=jobs, limits=limits or Limits(), budget=budget)
-        for student, notebooks in sorted(graded.items()):
-            for name, result in notebooks.items():
-                for event in result.get("events", []):
-                    print(f"[sandbox] {student}/{name}: {event}", file=sys.stderr)
-                print(f"[sandbox] {student}/{name}: graded in {result.get('seconds', 0):.1f} s", file=sys.stderr)
+        _log_events(graded)
+        write_failure_summary(root, assignment, session.failure_summary(graded))
         env_extra = {SANDBOX_RESULTS_ENV: str(results)}
     try:
         result = nbgrader(root, "autograde", assignment, "--force", check=False, env_extra=env_extra)
@@ -156,6 +153,28 @@ def autograde(root: Path, assignment: str, sandbox: bool | None = None, jobs: in
         raise RuntimeError(f"nbgrader autograde failed (exit code {result.returncode}); see its log above. "
                            f"In a fresh clone, run `make release` first: it puts {assignment} in the gradebook.")
     return scores
+
+
+def _log_events(graded: dict[str, dict]) -> None:
+    for student, notebooks in sorted(graded.items()):
+        for name, result in notebooks.items():
+            for event in result.get("events", []):
+                print(f"[sandbox] {student}/{name}: {event}", file=sys.stderr)
+            print(f"[sandbox] {student}/{name}: graded in {result.get('seconds', 0):.1f} s", file=sys.stderr)
+
+
+def write_failure_summary(root: Path, assignment: str, rows: list[tuple[str, int, str]]) -> Path:
+    """Print which tests failed most (and their commonest message); keep it in ``reports/``."""
+    path = root / "reports" / f"{assignment}_failures.csv"
+    path.parent.mkdir(exist_ok=True)
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["test", "submissions_failed", "commonest_message"])
+        writer.writerows(rows)
+    print(f"tests failed most ({path.relative_to(root)}):", file=sys.stderr)
+    for test, count, message in rows[:10]:
+        print(f"  {test:32s} {count:5d}  {message[:90]}", file=sys.stderr)
+    return path
 
 
 def submission_scores(root: Path, assignment: str) -> dict[str, float | None]:

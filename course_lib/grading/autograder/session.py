@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import collections
 import contextlib
 import json
 import multiprocessing
@@ -28,11 +29,14 @@ import os
 import re
 import shutil
 import stat
+import sys
 import tempfile
 import time
 import traceback
 from dataclasses import replace
 from pathlib import Path
+
+from tqdm import tqdm
 
 import course_lib.grading
 from course_lib.grading.compare import is_sandbox_ready
@@ -295,6 +299,36 @@ def _grade_one(task: tuple) -> tuple:
     return student, out
 
 
+def _failed(outputs: list[dict]) -> bool:
+    return any(o.get("output_type") == "error" for o in outputs)
+
+
+def _with_progress(done, total: int, assignment: str) -> dict[str, dict]:
+    """``{student: results}`` from ``done`` as submissions finish, with a progress bar on stderr."""
+    results, failed = {}, 0
+    with tqdm(total=total, desc=f"grading {assignment}", unit="submission", file=sys.stderr, mininterval=1.0) as bar:
+        for student, notebooks in done:
+            results[student] = notebooks
+            failed += sum(_failed(o) for r in notebooks.values() for o in r.get("tests", {}).values())
+            bar.set_postfix(failed_tests=failed, refresh=False)
+            bar.update()
+    return results
+
+
+def failure_summary(results: dict[str, dict]) -> list[tuple[str, int, str]]:
+    """``(test, how many submissions failed it, its commonest message)``, most failed first."""
+    messages: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    for notebooks in results.values():
+        for result in notebooks.values():
+            for grade_id, outputs in result.get("tests", {}).items():
+                for out in outputs:
+                    if out.get("output_type") == "error":
+                        first = (str(out.get("evalue", "")).strip().splitlines() or [""])[0]
+                        messages[grade_id][f"{out.get('ename', '?')}: {first}"[:160]] += 1
+    rows = [(g, sum(c.values()), c.most_common(1)[0][0]) for g, c in messages.items()]
+    return sorted(rows, key=lambda row: (-row[1], row[0]))
+
+
 def grade_all(root: Path, assignment: str, results_dir: Path, jobs: int = 1, limits: Limits = Limits(),
               budget: float = 600.0) -> dict[str, dict]:
     """Sandbox-grade every ``submitted/STUDENT/ASSIGNMENT/*.ipynb``; write ``results_dir/STUDENT/NB.json``."""
@@ -305,15 +339,14 @@ def grade_all(root: Path, assignment: str, results_dir: Path, jobs: int = 1, lim
         notebooks = [(str(p), str(sources[p.name])) for p in sorted(folder.glob("*.ipynb")) if p.name in sources]
         tasks.append((folder.parent.name, notebooks, limits, budget))
     if jobs <= 1:
-        done = map(_grade_one, tasks)
-        results = dict(done)
+        results = _with_progress(map(_grade_one, tasks), len(tasks), assignment)
     else:
         ctx = multiprocessing.get_context("spawn")
         slots = ctx.Queue()
         for i in range(jobs):
             slots.put(i)
         with ctx.Pool(jobs, initializer=_init_slot, initargs=(slots,)) as pool:
-            results = dict(pool.imap_unordered(_grade_one, tasks))
+            results = _with_progress(pool.imap_unordered(_grade_one, tasks), len(tasks), assignment)
     for student, notebooks in results.items():
         for name, result in notebooks.items():
             path = results_dir / student / f"{name}.json"
