@@ -1,4 +1,4 @@
-"""Checks for assignment 7 (training from the ground up), part 2: optimisers and initialisation.
+"""Checks for assignment 7 (training from the ground up), part 2: optimisers, initialisation, label smoothing.
 
 * ``sgd_step``, ``adam_step``, ``adamw_step`` — pure update functions ``(param, grad, state, ...) ->
   (new_param, new_state)`` — step by step for several steps against ``torch.optim.SGD`` (momentum,
@@ -7,7 +7,8 @@
 * ``fan_in_and_fan_out``, ``xavier_std`` and ``kaiming_std`` against ``torch.nn.init``'s own fan
   computation and ``calculate_gain``, and statistically: the activations' second moment through a deep
   ReLU (Kaiming) or tanh (Xavier) stack of narrowing layers, with normal weights of the student's
-  standard deviations, stays in a band.
+  standard deviations, stays in a band;
+* ``smoothed_cross_entropy`` against ``F.cross_entropy(label_smoothing=ε)`` (ε spread over all K classes).
 
 Failures are reported as in :mod:`course_lib.grading.training_basics_checks`.
 """
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from course_lib.grading.compare import call_student, describe_difference, fail, passed, sandbox_ready
@@ -242,3 +244,50 @@ def _student_moments(check, name, params, forbidden, std_of, act, seed) -> list[
             return f"expected a positive std for shape {(fan_out, fan_in)}, got {value!r}"
         stds[(fan_out, fan_in)] = value
     return _second_moments(lambda s: stds[s], act, seed)
+
+
+# ----------------------------------------------------------------------------------------------
+# Label smoothing
+# ----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SmoothingCase:
+    """Logits ``(N, K)`` = ``scale``·N(0, 1), random targets, smoothing ``epsilon``."""
+
+    name: str
+    batch: int
+    classes: int
+    epsilon: float
+    scale: float = 1.0
+    seed: int = 0
+
+    def describe(self, dtype: torch.dtype) -> str:
+        return (f"logits ({self.batch}, {self.classes}) = {self.scale}*N(0,1), targets seeded, "
+                f"epsilon={self.epsilon}, {dtype}, seed={self.seed}")
+
+
+SMOOTHING_CASES = (
+    SmoothingCase("10 classes, epsilon 0.1", 6, 10, 0.1),
+    SmoothingCase("3 classes, epsilon 0.3", 4, 3, 0.3, seed=1),
+    SmoothingCase("no smoothing", 5, 4, 0.0, seed=2),
+)
+
+
+@sandbox_ready
+def check_smoothed_cross_entropy(smoothed_cross_entropy: Callable, cases: Sequence[SmoothingCase] = SMOOTHING_CASES,
+                                 dtype=torch.float32, forbidden: Sequence[str] = ()) -> None:
+    """``smoothed_cross_entropy(logits, targets, epsilon) -> 0-d mean loss`` against
+    ``F.cross_entropy(logits, targets, label_smoothing=epsilon)``."""
+    check = "check_smoothed_cross_entropy"
+    for case in cases:
+        logits = case.scale * torch.randn(case.batch, case.classes, generator=torch.Generator().manual_seed(case.seed),
+                                          dtype=torch.float64)
+        targets = torch.randint(case.classes, (case.batch,), generator=torch.Generator().manual_seed(case.seed + 7))
+        expected = F.cross_entropy(logits, targets, label_smoothing=case.epsilon).to(dtype)
+        params = case.describe(dtype)
+        got = call_student(check, case.name, params, forbidden, smoothed_cross_entropy, logits.to(dtype),
+                           targets.clone(), case.epsilon)
+        problem = describe_difference(got, expected, "loss")
+        if problem:
+            raise fail(check, case.name, params, problem)
+    passed(check, len(cases))

@@ -1,5 +1,5 @@
-"""Checks for assignment 7 (training from the ground up), part 1: gradient checking, BatchNorm,
-Dropout and label smoothing, against PyTorch's own ops.
+"""Checks for assignment 7 (training from the ground up), part 1: gradient checking, BatchNorm and
+Dropout, against PyTorch's own ops.
 
 * ``relative_error`` against the CS231n formula evaluated here in float64 (elementwise
   ``|a - b| / max(|a|, |b|, floor)``, then the maximum);
@@ -8,10 +8,9 @@ Dropout and label smoothing, against PyTorch's own ops.
 * ``batchnorm_forward`` against ``nn.BatchNorm2d`` (train and eval, running statistics with momentum,
   torch's unbiased ``running_var``), ``batchnorm_backward`` against autograd through ``nn.BatchNorm2d``;
 * ``dropout`` exactly against the mask rule the assignment specifies, and statistically against
-  ``F.dropout`` (how many are zeroed, the value of the survivors, eval mode);
-* ``smoothed_cross_entropy`` against ``F.cross_entropy(label_smoothing=ε)``.
+  ``F.dropout`` (how many are zeroed, the value of the survivors, eval mode).
 
-The optimisers and the initialisation are in :mod:`course_lib.grading.optim_init_checks`. Like
+The optimisers, the initialisation and label smoothing are in :mod:`course_lib.grading.optim_init_checks`. Like
 :mod:`course_lib.grading.conv_checks`, each check runs seeded cases, raises
 :class:`~course_lib.grading.compare.CheckFailure` naming the case, its inputs and the difference, and
 prints one line when every case passes.
@@ -357,49 +356,3 @@ def check_dropout(dropout: Callable, cases: Sequence[DropoutCase] = DROPOUT_CASE
         if problem:
             raise fail(check, f"statistics, p={p}", f"x = torch.ones(200000), p={p}, {dtype}", problem)
     passed(check, len(cases) + len(statistics))
-
-
-# ----------------------------------------------------------------------------------------------
-# Label smoothing
-# ----------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class SmoothingCase:
-    """Logits ``(N, K)`` = ``scale``·N(0, 1), random targets, smoothing ``epsilon``."""
-
-    name: str
-    batch: int
-    classes: int
-    epsilon: float
-    scale: float = 1.0
-    seed: int = 0
-
-    def describe(self, dtype: torch.dtype) -> str:
-        return (f"logits ({self.batch}, {self.classes}) = {self.scale}*N(0,1), targets seeded, "
-                f"epsilon={self.epsilon}, {dtype}, seed={self.seed}")
-
-
-SMOOTHING_CASES = (
-    SmoothingCase("10 classes, epsilon 0.1", 6, 10, 0.1),
-    SmoothingCase("3 classes, epsilon 0.3", 4, 3, 0.3, seed=1),
-    SmoothingCase("no smoothing", 5, 4, 0.0, seed=2),
-)
-
-
-@sandbox_ready
-def check_smoothed_cross_entropy(smoothed_cross_entropy: Callable, cases: Sequence[SmoothingCase] = SMOOTHING_CASES,
-                                 dtype=torch.float32, forbidden: Sequence[str] = ()) -> None:
-    """``smoothed_cross_entropy(logits, targets, epsilon) -> 0-d mean loss`` against
-    ``F.cross_entropy(logits, targets, label_smoothing=epsilon)``."""
-    check = "check_smoothed_cross_entropy"
-    for case in cases:
-        logits = _seeded(case.seed, case.batch, case.classes, scale=case.scale)
-        targets = torch.randint(case.classes, (case.batch,), generator=torch.Generator().manual_seed(case.seed + 7))
-        expected = F.cross_entropy(logits, targets, label_smoothing=case.epsilon).to(dtype)
-        params = case.describe(dtype)
-        got = call_student(check, case.name, params, forbidden, smoothed_cross_entropy, logits.to(dtype),
-                           targets.clone(), case.epsilon)
-        problem = describe_difference(got, expected, "loss")
-        if problem:
-            raise fail(check, case.name, params, problem)
-    passed(check, len(cases))
