@@ -38,17 +38,19 @@ class OptimCase:
     shape: tuple[int, ...]
     options: dict = field(default_factory=dict)
     steps: int = 5
+    grad_scale: float = 1.0
     seed: int = 0
 
     def describe(self, dtype: torch.dtype) -> str:
-        opts = ", ".join(f"{k}={v}" for k, v in self.options.items())
-        return (f"param {self.shape} N(0,1), {self.steps} steps with gradients N(0,1), {opts}, state={{}} at "
-                f"first, {dtype}, seed={self.seed}")
+        opts = ", ".join(f"{k}={v}" for k, v in self.options.items()) or "the defaults"
+        return (f"param {self.shape} N(0,1), {self.steps} steps with gradients {self.grad_scale}*N(0,1), {opts}, "
+                f"state={{}} at first, {dtype}, seed={self.seed}")
 
     def tensors(self) -> tuple[torch.Tensor, list[torch.Tensor]]:
         g = torch.Generator().manual_seed(self.seed)
         param = torch.randn(self.shape, generator=g, dtype=torch.float64)
-        return param, [torch.randn(self.shape, generator=g, dtype=torch.float64) for _ in range(self.steps)]
+        return param, [self.grad_scale * torch.randn(self.shape, generator=g, dtype=torch.float64)
+                       for _ in range(self.steps)]
 
 
 SGD_CASES = (
@@ -122,7 +124,8 @@ def check_adamw_step(adamw_step: Callable, cases: Sequence[OptimCase] = ADAMW_CA
 
 @dataclass(frozen=True)
 class InitCase:
-    """A weight shape (``(out, in)`` or ``(out, in, kH, kW)``) and the initialisation's options."""
+    """A weight shape (``(out, in)`` or ``(out, in, kH, kW)``) and the initialisation's options (those equal
+    to the functions' defaults are left out of the call)."""
 
     name: str
     shape: tuple[int, ...]
@@ -158,17 +161,25 @@ def _number(got) -> float | None:
     return float(got) if isinstance(got, (int, float)) and not isinstance(got, bool) else None
 
 
+#: The defaults of the functions' signatures: a case with a default value leaves the argument out.
+INIT_DEFAULTS = {"gain": 1.0, "nonlinearity": "relu", "a": 0.0, "mode": "fan_in"}
+
+
+def _given(**options) -> dict:
+    return {k: v for k, v in options.items() if v != INIT_DEFAULTS[k]}
+
+
 def _init_problem(fans: Callable, xavier_std: Callable, kaiming_std: Callable, case: InitCase, forbidden):
     check, params = "check_init_std", case.describe()
     (fan_in, fan_out), xavier, kaiming = reference_stds(case)
     got = call_student(check, case.name, params, forbidden, fans, case.shape)
     if not isinstance(got, (tuple, list)) or len(got) != 2 or tuple(got) != (fan_in, fan_out):
         return f"fan_in_and_fan_out: expected ({fan_in}, {fan_out}) as torch.nn.init computes them, got {got!r}"
-    got = _number(call_student(check, case.name, params, forbidden, xavier_std, case.shape, gain=case.gain))
+    got = _number(call_student(check, case.name, params, forbidden, xavier_std, case.shape, **_given(gain=case.gain)))
     if got is None or not math.isclose(got, xavier, rel_tol=1e-6):
         return f"xavier_std: expected gain * sqrt(2 / (fan_in + fan_out)) = {xavier:.6g}, got {got!r}"
     got = _number(call_student(check, case.name, params, forbidden, kaiming_std, case.shape,
-                               nonlinearity=case.nonlinearity, a=case.a, mode=case.mode))
+                               **_given(nonlinearity=case.nonlinearity, a=case.a, mode=case.mode)))
     if got is None or not math.isclose(got, kaiming, rel_tol=1e-6):
         return (f"kaiming_std: expected calculate_gain({case.nonlinearity!r}) / sqrt({case.mode}) = {kaiming:.6g}, "
                 f"got {got!r}")

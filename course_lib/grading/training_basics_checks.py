@@ -121,12 +121,13 @@ class GradCase:
     name: str
     x_shape: tuple[int, ...]
     layers: str = "linear-tanh"  # linear-tanh | sigmoid | linear-softplus-linear
-    h: float = 1e-5
+    h: float | None = 1e-5  # None: not passed, the function's default (1e-6) is used
     scale: float = 1.0
     seed: int = 0
 
     def describe(self) -> str:
-        return (f"f = {self.layers}, x {self.x_shape} = {self.scale}*N(0,1), grad_output N(0,1), h={self.h}, "
+        h = "not passed (default 1e-6)" if self.h is None else self.h
+        return (f"f = {self.layers}, x {self.x_shape} = {self.scale}*N(0,1), grad_output N(0,1), h={h}, "
                 f"float64, seed={self.seed}")
 
     def module(self) -> nn.Module:
@@ -141,6 +142,7 @@ class GradCase:
 
 GRAD_CASES = (
     GradCase("linear + tanh", (3, 4)),
+    GradCase("linear + tanh, the default h", (2, 3), h=None, seed=2),
     GradCase("sigmoid, large inputs", (2, 5), layers="sigmoid", scale=3.0, seed=1),
 )
 
@@ -176,8 +178,8 @@ def check_numerical_gradient(numerical_gradient: Callable, cases: Sequence[GradC
         expected = torch.autograd.grad((f(xr) * grad_output).sum(), xr)[0]
         params = case.describe()
         got = call_student(check, case.name, params, forbidden, numerical_gradient, f, x.clone(), grad_output.clone(),
-                           case.h)
-        problem = _gradient_problem(got, expected, case.h)
+                           *(() if case.h is None else (case.h,)))
+        problem = _gradient_problem(got, expected, 1e-6 if case.h is None else case.h)
         if problem:
             raise fail(check, case.name, params, problem)
     passed(check, len(cases))
@@ -203,6 +205,12 @@ class BNCase:
     def describe(self, dtype: torch.dtype) -> str:
         return (f"x {self.shape} = {self.scale}*N(0,1) + {self.shift}, training={self.training}, "
                 f"momentum={self.momentum}, eps={self.eps}, gamma/beta/running stats seeded, {dtype}, seed={self.seed}")
+
+    def options(self, momentum: bool = True) -> dict:
+        """``momentum`` and ``eps`` by keyword, where they differ from torch's defaults (0.1, 1e-5): the
+        cases with torch's defaults test the function's own."""
+        options = {"momentum": self.momentum} if momentum and self.momentum != 0.1 else {}
+        return options | ({"eps": self.eps} if self.eps != 1e-5 else {})
 
     def tensors(self) -> tuple[torch.Tensor, ...]:
         """``(x, gamma, beta, running_mean, running_var)`` in float64."""
@@ -243,7 +251,7 @@ def check_batchnorm_forward(batchnorm_forward: Callable, cases: Sequence[BNCase]
         expected = (out, bn.running_mean, bn.running_var)
         params = case.describe(dtype)
         got = call_student(check, case.name, params, forbidden, batchnorm_forward,
-                           *(t.to(dtype) for t in tensors), case.training, case.momentum, case.eps)
+                           *(t.to(dtype) for t in tensors), case.training, **case.options())
         if not isinstance(got, (tuple, list)) or len(got) != 3:
             problem = f"expected a triple (out, new_running_mean, new_running_var), got {type(got).__name__}"
         else:
@@ -268,7 +276,7 @@ def check_batchnorm_backward(batchnorm_backward: Callable, cases: Sequence[BNCas
         expected = torch.autograd.grad(out, (x, bn.weight, bn.bias), grad_out)
         params = case.describe(torch.float64).replace(f"training={case.training}", "training=True")
         got = call_student(check, case.name, params, forbidden, batchnorm_backward, grad_out.clone(),
-                           x.detach().clone(), bn.weight.detach().clone(), case.eps)
+                           x.detach().clone(), bn.weight.detach().clone(), **case.options(momentum=False))
         if not isinstance(got, (tuple, list)) or len(got) != 3:
             problem = f"expected a triple (grad_x, grad_gamma, grad_beta), got {type(got).__name__}"
         else:
