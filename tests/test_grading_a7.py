@@ -29,12 +29,12 @@ from course_lib.grading import (TRAINING_FROM_SCRATCH, CheckFailure, GradCase, c
 
 
 # ------------------------------------------------------------------ independent answers: torch's own ops
-def _torch_bn(x, gamma, beta, running_mean, running_var, training, momentum, eps):
+def _torch_bn(x, gamma, beta, running_mean, running_var, training, momentum=0.1, eps=1e-5):
     rm, rv = running_mean.clone(), running_var.clone()
     return F.batch_norm(x, rm, rv, gamma, beta, training, momentum, eps), rm, rv
 
 
-def _func_bn_backward(grad_out, x, gamma, eps):
+def _func_bn_backward(grad_out, x, gamma, eps=1e-5):
     """torch.func.vjp through F.batch_norm (training mode, no running statistics)."""
     _, vjp = torch.func.vjp(lambda x_, g_, b_: F.batch_norm(x_, None, None, g_, b_, True, 0.1, eps), x, gamma,
                             torch.zeros_like(gamma))
@@ -96,9 +96,9 @@ def test_checks_catch_plausible_bugs():
     with pytest.raises(CheckFailure, match="expected a Python float, got NoneType"):
         check_relative_error(lambda a, b: None)
     with pytest.raises(CheckFailure, match="not accurate enough for centred differences"):
-        check_numerical_gradient(lambda f, x, g, h: _central(lambda t: f(t + h / 2), x, g, h / 2) * 1.0001)
+        check_numerical_gradient(lambda f, x, g, h=1e-6: _central(lambda t: f(t + h / 2), x, g, h / 2) * 1.0001)
     with pytest.raises(CheckFailure, match=r"new_running_var: tensors are not close"):  # biased running_var
-        check_batchnorm_forward(lambda x, g, b, rm, rv, tr, mom, eps: (
+        check_batchnorm_forward(lambda x, g, b, rm, rv, tr, mom=0.1, eps=1e-5: (
             _torch_bn(x, g, b, rm, rv, tr, mom, eps)[:2]
             + ((1 - mom) * rv + mom * x.var(dim=(0, 2, 3), unbiased=False),)))
     with pytest.raises(CheckFailure, match=r"grad_gamma: tensors are not close"):
@@ -111,7 +111,7 @@ def test_checks_catch_plausible_bugs():
     with pytest.raises(CheckFailure, match=r"case .Nesterov momentum 0.8(.|\n)*new_param after step 1"):  # Nesterov ignored
         check_sgd_step(lambda p, g, s, **o: _torch_optimizer(torch.optim.SGD)(p, g, s, **{**o, "nesterov": False}))
     with pytest.raises(CheckFailure, match=r"kaiming_std: expected calculate_gain\('relu'\)"):  # gain 1
-        check_init_std(_torch_fans, _torch_xavier, lambda s, nonlinearity, a, mode: 1 / math.sqrt(_torch_fans(s)[0]))
+        check_init_std(_torch_fans, _torch_xavier, lambda s, nonlinearity="relu", a=0.0, mode="fan_in": 1 / math.sqrt(_torch_fans(s)[0]))
     with pytest.raises(CheckFailure, match="makes the signal vanish"):
         check_deep_stack(_torch_xavier, lambda s, **k: 1 / math.sqrt(s[1]))
     with pytest.raises(CheckFailure, match=r"loss: tensors are not close"):  # no smoothing at all
@@ -122,7 +122,7 @@ def test_hidden_gradient_case_separates_centred_from_one_sided():
     case = GradCase("h=1e-3", (2, 3), layers="linear-softplus-linear", h=1e-3, seed=13)
     check_numerical_gradient(_central, cases=[case])
 
-    def forward(f, x, g, h):
+    def forward(f, x, g, h=1e-6):
         with torch.no_grad():
             base = (f(x) * g).sum()
             basis = torch.eye(x.numel(), dtype=x.dtype).view(-1, *x.shape)
@@ -151,7 +151,7 @@ def test_forbidden_init_references_cannot_be_called():
     with pytest.raises(CheckFailure, match="ForbiddenCall: torch.nn.init._calculate_fan_in_and_fan_out"):
         check_init_std(_torch_fans, _torch_xavier, _torch_kaiming, forbidden=TRAINING_FROM_SCRATCH)
     with pytest.raises(CheckFailure, match="ForbiddenCall: torch.autograd.grad is what"):
-        check_numerical_gradient(lambda f, x, g, h: torch.autograd.grad((f(x.requires_grad_()) * g).sum(), x)[0],
+        check_numerical_gradient(lambda f, x, g, h=1e-6: torch.autograd.grad((f(x.requires_grad_()) * g).sum(), x)[0],
                                  forbidden=TRAINING_FROM_SCRATCH)
 
 
