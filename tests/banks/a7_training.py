@@ -1,14 +1,22 @@
 """A bank of realistic submissions of assignment 7 (training from the ground up), built from the released notebook.
 
 Each student starts from ``assignments/a7_training/a7_training.ipynb`` and fills its solution cells with the
-reference solution's code, changed the way real students get it wrong. No part is trained, so no
-student hands in a weight file. The expected score of every test cell is worked out by hand in ``EXPECTED``.
+reference solution's code, changed the way real students get it wrong; a student who trained hands in
+``a7_model.pt`` next to the notebook, as part 7 asks. The expected score of every test cell is worked
+out by hand in ``EXPECTED``.
 
-    python tests/banks/a7_training.py OUT_DIR     writes OUT_DIR/<student>/a7_training.ipynb
+The weight files are made once (:func:`weight_files`): the solution's own ``train_model`` trains
+``build_model()`` (three epochs of its AdamW on 20 000 images, under a minute of CPU, about 88 % test
+accuracy), cached under ``_build/test-grading/`` by the hash of the solution, so that grading never trains.
+A student's mistakes in parts 1-6 do not change the weights they hand in (all use the cached ones):
+part 7 is graded on the file.
+
+    python tests/banks/a7_training.py OUT_DIR     writes OUT_DIR/<student>/a7_training.ipynb (+ weights)
 """
 from __future__ import annotations
 
 import sys
+import types
 from pathlib import Path
 
 import bank_tools
@@ -17,6 +25,7 @@ from bank_tools import edit, without
 ASSIGNMENT = "a7_training"
 RELEASE = bank_tools.release_path(ASSIGNMENT)
 SOLUTION = bank_tools.solution_path(ASSIGNMENT)
+WEIGHTS = "a7_model.pt"
 MANUAL = {"adamw_answer": 3}
 
 #: Points of every autograded test cell.
@@ -27,6 +36,7 @@ POINTS = {
     "test_sgd_step": 2, "test_adam_step": 2, "test_adamw_step": 2, "test_optimizers_hidden": 3,
     "test_init_std": 2, "test_deep_stack": 2, "test_init_hidden": 2,
     "test_smoothed_cross_entropy": 2, "test_smoothing_hidden": 2,
+    "test_model_file": 1, "test_model_accuracy": 4,
 }
 FULL = sum(POINTS.values())
 
@@ -87,6 +97,10 @@ EXPECTED: dict[str, dict[str, int]] = {
     "fans_swapped": without(POINTS, "test_init_std", "test_deep_stack", "test_init_hidden"),
     "smoothing_k_minus_1": without(POINTS, "test_smoothed_cross_entropy", "test_smoothing_hidden"),
     "calls_torch_cross_entropy": without(POINTS, "test_smoothed_cross_entropy", "test_smoothing_hidden"),
+    # Saved the weights before training: the file loads, but the accuracy is that of chance.
+    "saved_before_training": without(POINTS, "test_model_accuracy"),
+    # Saved the whole model with torch.save(model, ...): a pickle, refused by weights_only=True.
+    "pickled_model": without(POINTS, "test_model_file", "test_model_accuracy"),
 }
 
 #: A line of every failing check's message that the student's feedback must show.
@@ -103,6 +117,8 @@ FEEDBACK_MESSAGES = {
     "fans_swapped": "fan_in_and_fan_out: expected (50, 20) as torch.nn.init computes them, got (20, 50)",
     "smoothing_k_minus_1": "check_smoothed_cross_entropy failed on case '10 classes, epsilon 0.1'",
     "calls_torch_cross_entropy": "ForbiddenCall: torch.nn.functional.cross_entropy is what this part asks you to write",
+    "saved_before_training": "is below the required 85%",
+    "pickled_model": "is not a plain state_dict: it cannot be read with torch.load(weights_only=True)",
 }
 
 
@@ -122,9 +138,54 @@ def submission(student: str) -> str:
     return bank_tools.submission(ASSIGNMENT, _answers(student), written)
 
 
+def _setup_or_solution(cell: dict) -> bool:
+    """The set-up, the given ScratchBatchNorm2d and the solution cells; not the training cell, which
+    would write into the working directory."""
+    meta = cell["metadata"].get("nbgrader", {})
+    return meta.get("grade_id") in ("setup", "given_model") or bool(meta.get("solution"))
+
+
+def weight_files() -> dict[str, Path]:
+    """``kind -> file``: ``trained`` (the solution's ``train_model``), ``untrained`` (saved before
+    training), ``pickled`` (the trained model pickled whole); cached by the solution's hash."""
+    import torch
+
+    from course_lib import data
+
+    def make(files: dict[str, Path]) -> None:
+        namespace = bank_tools.solution_namespace(ASSIGNMENT, keep=_setup_or_solution)
+        torch.manual_seed(0)
+        model = namespace["build_model"]()
+        torch.save(model.state_dict(), files["untrained"])
+        images, labels = data.load_fashion_mnist("train")
+        namespace["train_model"](model, images[:20000], labels[:20000])
+        module = types.ModuleType(namespace["__name__"])  # so that pickle finds ScratchBatchNorm2d by name
+        module.__dict__.update(namespace)
+        sys.modules[module.__name__] = module
+        try:
+            torch.save(model, files["pickled"])
+        finally:
+            del sys.modules[module.__name__]
+        torch.save(model.state_dict(), files["trained"])
+
+    return bank_tools.cached_files(ASSIGNMENT, ("trained", "untrained", "pickled"), make)
+
+
+def solution_build_model():
+    """The solution's ``build_model`` (with its ScratchBatchNorm2d)."""
+    return bank_tools.solution_namespace(ASSIGNMENT, keep=_setup_or_solution)["build_model"]
+
+
+#: Which weight file each student hands in (``None``: none, the student never trained).
+WEIGHT_FILE = {student: "trained" for student in EXPECTED} | {
+    "blank": None, "saved_before_training": "untrained", "pickled_model": "pickled"}
+
+
 def write_bank(folder: Path) -> list[str]:
-    """Write ``folder/<student>/a7_training.ipynb``."""
-    return bank_tools.write_bank(folder, ASSIGNMENT, {student: submission(student) for student in EXPECTED})
+    """Write ``folder/<student>/a7_training.ipynb`` and the student's ``a7_model.pt``."""
+    files = weight_files()
+    return bank_tools.write_bank(folder, ASSIGNMENT, {student: submission(student) for student in EXPECTED},
+                                 {s: files[k] if k else None for s, k in WEIGHT_FILE.items()}, WEIGHTS)
 
 
 if __name__ == "__main__":
