@@ -35,6 +35,14 @@ from course_lib.grading.gan_checks import (LOSS_CASES, NET_CASES, STEP_CASES, TR
 from course_lib.grading.pool_checks import (POOL_CASES, PoolCase, check_avg_pool2d, check_avg_pool2d_backward,
                                             check_max_pool2d, check_max_pool2d_backward)
 from course_lib.grading.weights import load_state_dict_file
+from course_lib.grading.training_basics_checks import (BN_CASES, DROPOUT_CASES, GRAD_CASES, RELERR_CASES,
+                                                       TRAINING_FROM_SCRATCH, BNCase, DropoutCase, GradCase, RelErrCase,
+                                                       check_batchnorm_backward, check_batchnorm_forward, check_dropout,
+                                                       check_numerical_gradient, check_relative_error)
+from course_lib.grading.optim_init_checks import (ADAM_CASES, ADAMW_CASES, INIT_CASES, SGD_CASES, SMOOTHING_CASES,
+                                                  InitCase, OptimCase, SmoothingCase, check_adam_step, check_adamw_step,
+                                                  check_deep_stack, check_init_std, check_sgd_step,
+                                                  check_smoothed_cross_entropy)
 from course_lib.grading.segmentation_checks import (DICE_CASES, IOU_CASES, SEGMENTATION_MIN_IOU, SEGMENTATION_TASK,
                                                     UNET_CASES, MaskCase, SegmentationTask, UNetCase, check_mean_iou,
                                                     check_segmentation_model, check_soft_dice_loss, check_unet_shapes)
@@ -61,4 +69,10 @@ __all__ = [
     # assignment 5
     "NetCase", "LossCase", "StepCase", "TrainingCase", "NET_CASES", "LOSS_CASES", "STEP_CASES", "TRAINING_CASES",
     "check_generator", "check_discriminator", "check_gan_losses", "check_train_step", "check_short_training",
+    # assignment 7
+    "TRAINING_FROM_SCRATCH", "RelErrCase", "GradCase", "BNCase", "DropoutCase", "SmoothingCase", "OptimCase",
+    "InitCase", "RELERR_CASES", "GRAD_CASES", "BN_CASES", "DROPOUT_CASES", "SMOOTHING_CASES", "SGD_CASES",
+    "ADAM_CASES", "ADAMW_CASES", "INIT_CASES", "check_relative_error", "check_numerical_gradient",
+    "check_batchnorm_forward", "check_batchnorm_backward", "check_dropout", "check_smoothed_cross_entropy",
+    "check_sgd_step", "check_adam_step", "check_adamw_step", "check_init_std", "check_deep_stack",
 ]
