@@ -13,6 +13,7 @@ survive, and the batch must finish.
 from __future__ import annotations
 
 import json
+import re
 import os
 import pickle
 import socket
@@ -212,9 +213,25 @@ def _notebook(cells: dict[str, str]) -> str:
     return json.dumps(nb)
 
 
-def _sandbox_uids_running() -> list[str]:
+@ROOT_ONLY
+def test_two_grading_processes_at_once_never_share_a_sandbox_uid():
+    # Bug caught (issue 14, point 8): every run used uids BASE + slot, so a fork bomb graded in one run
+    # exhausted the process limit of the sandboxes of another run at the same time.
+    code = "import time\nfrom course_lib.grading.autograder import jail\nprint(jail.uid_block(), flush=True)\ntime.sleep(3)"
+    runs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    blocks = [int(run.communicate(timeout=60)[0]) for run in runs]
+    assert blocks[0] != blocks[1], blocks
+
+
+def _sandbox_uids_running(log: str) -> list[str]:
+    """Processes left running under the sandbox uids this run used (the blocks its log names: another
+    grading run on the machine has blocks of its own)."""
+    blocks = {int(b) for b in re.findall(r"\(block (\d+)\) for this grading process", log)}
+    assert blocks, "the grading run named no block of sandbox uids"
+    ours = {jail.sandbox_uid(slot, block) for block in blocks for slot in range(jail.UID_BLOCK)}
     out = subprocess.run(["ps", "-eo", "uid=,pid=,args="], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if int(line.split()[0]) >= jail.SANDBOX_UID_BASE]
+    return [line for line in out.splitlines() if int(line.split()[0]) in ours]
 
 
 @pytest.fixture(scope="module")
@@ -266,7 +283,7 @@ def attacked(tmp_path_factory):
     print(result.stderr[-1500:])
     (Path(str(course)) / "grading.log").write_text(result.stdout + result.stderr)
     return {"course": course, "result": result, "students": students, "connections": connections,
-            "seconds": seconds, "gradebook_before": gradebook_before, "survivors": _sandbox_uids_running()}
+            "seconds": seconds, "gradebook_before": gradebook_before, "survivors": _sandbox_uids_running(result.stderr)}
 
 
 def test_wire_round_trip_and_exact_types():
@@ -500,7 +517,7 @@ def attacked_a4(tmp_path_factory):
     seconds = time.perf_counter() - start
     time.sleep(1)
     print(f"\nsandboxed {A4}: {len(students)} submissions in {seconds:.1f} s with 2 jobs")
-    return {"course": course, "result": result, "students": students, "survivors": _sandbox_uids_running()}
+    return {"course": course, "result": result, "students": students, "survivors": _sandbox_uids_running(result.stderr)}
 
 
 @ROOT_ONLY

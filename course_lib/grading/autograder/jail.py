@@ -9,8 +9,9 @@ As root, :class:`Sandbox` starts :mod:`course_lib.grading.autograder.worker` ins
   (``/usr``, ``/lib*``, the Python installation, the virtual environment, ``course_lib``) plus a
   private writable copy of the submission as ``/home/student`` and a small ``/tmp`` (both in memory, capped). The course
   folder, its sources, the gradebook, other submissions and the grader's home do not exist there;
-* ``setpriv``: an unprivileged user of its own (``uid = SANDBOX_UID_BASE + slot``, so that parallel
-  sandboxes do not share a process limit), no supplementary groups, no capabilities, no new privileges;
+* ``setpriv``: an unprivileged user of its own (a uid from this grading process's own block,
+  :func:`uid_block`, one per parallel slot, so that no two sandboxes, of this run or of another run at
+  the same time, share a process limit), no supplementary groups, no capabilities, no new privileges;
 * ``prlimit``: address space, processes, file size, CPU seconds, open files, no core dumps;
 * ``env -i`` with an allow-list (no tokens, nothing that says grading is under way).
 
@@ -20,6 +21,7 @@ runs the worker with the resource limits, an empty environment and a private wor
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import resource
@@ -39,6 +41,36 @@ from course_lib.grading.autograder.protocol import Cells
 
 LIBRARY = Path(course_lib.__file__).resolve().parent
 SANDBOX_UID_BASE = 2_100_000_000  # far above any real account; one uid per parallel slot
+UID_BLOCK = 64                     # slots per grading process
+UID_BLOCKS = 4096                  # grading processes that may run at once on one machine
+UID_LOCKS = Path("/run/course-grader")
+_held_block: list = []             # [(block, open lock file)] of this process, held until it exits
+
+
+def uid_block() -> int:
+    """This process's own block of sandbox uids, held with ``flock`` until the process ends, so that
+    two grading runs at once never share a uid (a per-uid limit, a fork bomb, the kernel keyring)."""
+    if not _held_block:
+        UID_LOCKS.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for block in range(UID_BLOCKS):
+            handle = open(UID_LOCKS / f"uids-{block}.lock", "a")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                continue
+            _held_block.append((block, handle))
+            print(f"[sandbox] uids {sandbox_uid(0, block)}..{sandbox_uid(UID_BLOCK - 1, block)} "
+                  f"(block {block}) for this grading process", file=sys.stderr)
+            break
+        else:
+            raise SandboxError(f"all {UID_BLOCKS} blocks of sandbox uids are in use ({UID_LOCKS})")
+    return _held_block[0][0]
+
+
+def sandbox_uid(slot: int, block: int | None = None) -> int:
+    """The uid of ``slot`` in this process's block."""
+    return SANDBOX_UID_BASE + (uid_block() if block is None else block) * UID_BLOCK + slot % UID_BLOCK
 
 
 @dataclass(frozen=True)
@@ -146,7 +178,7 @@ class Sandbox:
         if not self.isolated:
             return ["env", "-i", *env, f"HOME={self.work}", *worker]
         lim = self.limits
-        uid = SANDBOX_UID_BASE + self.slot
+        uid = sandbox_uid(self.slot)
         inner = ["prlimit", f"--as={lim.memory}", f"--nproc={lim.processes}", f"--fsize={lim.file_size}",
                  f"--cpu={lim.cpu}", f"--nofile={lim.open_files}", "--core=0", "--",
                  "setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs",
@@ -159,7 +191,7 @@ class Sandbox:
 
     def _prepare_files(self) -> None:
         if self.isolated:
-            uid = SANDBOX_UID_BASE + self.slot
+            uid = sandbox_uid(self.slot)
             (self.dir / "root").mkdir()
             for path in [self.work, *self.work.rglob("*")]:
                 os.lchown(path, uid, uid)
@@ -178,7 +210,8 @@ class Sandbox:
     def start(self, cells: list[str]) -> dict:
         """Run the student's cells; returns the worker's ``ready`` message (functions, errors)."""
         self._prepare_files()
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "SANDBOX_UID": str(SANDBOX_UID_BASE + self.slot)}
+        uid = sandbox_uid(self.slot) if self.isolated else SANDBOX_UID_BASE
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "SANDBOX_UID": str(uid)}
         self.proc = subprocess.Popen(self.command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, cwd=self.work, env=env, start_new_session=True,
                                      preexec_fn=None if self.isolated else self._limit_self)
