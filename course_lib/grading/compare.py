@@ -63,15 +63,16 @@ def forbidden_now() -> tuple[str, ...]:
 
 
 @contextlib.contextmanager
-def forbidding(names=(), who: str = "your function", target=None, strict: bool = False):
+def forbidding(names=(), who: str = "your function", strict: bool = False):
     """Switch off, for the duration of a call of the student's code (``who`` in the messages):
 
     * each dotted torch name (``"torch.nn.functional.conv2d"``): replaced by a function that raises
       :class:`ForbiddenCall`, and the ATen ops behind it watched, however they are reached
       (:func:`course_lib.grading.forbidden_ops.guard`);
     * each dotted ``course_lib`` name: one of the library's answers to the part, which fails the call
-      when it runs (unless ``target``, the function called, is that answer itself, and not ``strict``:
-      the sandbox's worker is).
+      when it runs (the library's own tests allow them with
+      :func:`~course_lib.grading.forbidden_ops.checking_the_library`, except where ``strict``: in the
+      sandbox's worker).
     """
     names = tuple(names)
     _ACTIVE.append(names)
@@ -81,7 +82,7 @@ def forbidding(names=(), who: str = "your function", target=None, strict: bool =
         for name in names:
             if name not in answers:
                 stack.enter_context(mock.patch.object(*_owner(name), _forbidden(name)))
-        stack.enter_context(forbidden_ops.guard(names, answers, who, target, strict))
+        stack.enter_context(forbidden_ops.guard(names, answers, who, strict))
         yield
 
 
@@ -164,7 +165,7 @@ def call_student(check: str, case: str, params: str, forbidden, fn, *args, **kwa
     "not implemented yet") is re-raised as a :class:`CheckFailure` that names the case."""
     answers = forbidden_ops.answers_for(sys._getframe(1).f_globals.get("__name__"))
     who = getattr(fn, "__name__", type(fn).__name__)
-    with forbidding(tuple(forbidden) + answers, who, target=fn):
+    with forbidding(tuple(forbidden) + answers, who):
         try:
             return fn(*args, **kwargs)
         except NotImplementedError:

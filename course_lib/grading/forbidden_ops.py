@@ -231,12 +231,6 @@ class _FunctionWatch(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
-def _exempt(answers: tuple, target) -> bool:
-    """Whether ``target`` is itself one of the answers (the library's own tests check them)."""
-    objects = {id(resolve(name)) for name in answers}
-    return id(target) in objects or id(type(target)) in objects
-
-
 _LIBRARY_CHECKS: list[bool] = []
 
 
@@ -252,12 +246,11 @@ def checking_the_library():
 
 
 @contextlib.contextmanager
-def guard(names=(), answers=(), who: str = "your function", target=None, strict: bool = False):
-    """Fail the enclosed call of ``target`` (named ``who`` in the message) when it reaches an op that
-    ``names`` forbid, autograd where they forbid it, or one of ``answers`` (dotted names of the
-    course library's answers). Unless ``strict`` (the worker), a ``target`` that is itself an answer,
-    or a call in :func:`checking_the_library`, may use them."""
-    if not strict and (_LIBRARY_CHECKS or (target is not None and _exempt(answers, target))):
+def guard(names=(), answers=(), who: str = "your function", strict: bool = False):
+    """Fail the enclosed call of the student's function ``who`` when it reaches an op that ``names``
+    forbid, autograd where they forbid it, or one of ``answers`` (dotted names of the course
+    library's answers), unless in :func:`checking_the_library` and not ``strict`` (the worker)."""
+    if _LIBRARY_CHECKS and not strict:
         answers = ()
     ops = ops_for(names)
     if not ops and not answers:
