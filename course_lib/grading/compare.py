@@ -165,13 +165,13 @@ def call_student(check: str, case: str, params: str, forbidden, fn, *args, **kwa
     "not implemented yet") is re-raised as a :class:`CheckFailure` that names the case."""
     answers = forbidden_ops.answers_for(sys._getframe(1).f_globals.get("__name__"))
     who = getattr(fn, "__name__", type(fn).__name__)
-    with forbidding(tuple(forbidden) + answers, who):
-        try:
+    try:
+        with forbidding(tuple(forbidden) + answers, who):  # may raise on leaving: a forbidden op swallowed
             return fn(*args, **kwargs)
-        except NotImplementedError:
-            raise
-        except Exception as err:  # the student's bug, reported with the input that triggered it
-            raise fail(check, case, params, f"your function raised {type(err).__name__}: {err}") from err
+    except NotImplementedError:
+        raise
+    except Exception as err:  # the student's bug, reported with the input that triggered it
+        raise fail(check, case, params, f"your function raised {type(err).__name__}: {err}") from err
 
 
 def sandbox_ready(check):
