@@ -66,6 +66,20 @@ EXPECTED: dict[str, dict[str, int] | None] = {
     # conv test and replaced the pooling test by a fake "passed" print: nbgrader restores both.
     "tampered_tests": _without("test_conv2d_loops", "test_conv2d_loops_hidden", "test_pool_backward",
                                "test_pool_hidden"),
+    # Right answers by the reference's kernels, reached around FROM_SCRATCH's name patching (issue 14):
+    # each part that reaches one scores 0, directly or through the student's own function that does.
+    # F.conv2d captured when the cell runs, before the test patches the name.
+    "captured_conv2d": _without("test_conv2d_loops", "test_conv2d_loops_hidden"),
+    # conv2d_im2col by torch.ops.aten.convolution.
+    "aten_convolution": _without("test_conv2d_im2col", "test_im2col_hidden"),
+    # im2col by torch._C._nn.im2col: im2col, conv2d_im2col, pooling forward and conv2d_backward use it.
+    "c_nn_im2col": _without("test_im2col", "test_conv2d_im2col", "test_im2col_hidden", "test_pool_forward",
+                            "test_pool_hidden", "test_conv2d_backward", "test_conv2d_backward_hidden"),
+    # max_pool2d_backward by torch.ops.aten.max_pool2d_with_indices(_backward).
+    "aten_max_pool_backward": _without("test_pool_backward", "test_pool_hidden"),
+    # The course library's answers: conv2d_loops imported, and its im2col inside conv2d_im2col.
+    "library_answers": _without("test_conv2d_loops", "test_conv2d_loops_hidden", "test_conv2d_im2col",
+                                "test_im2col_hidden"),
 }
 
 #: A line of every failing check's message that the student's feedback must show.
@@ -77,6 +91,34 @@ FEEDBACK_MESSAGES = {
     "tampered_tests": "check_avg_pool2d_backward failed on case",
     "col2im_width_from_kh": "check_conv2d_backward failed on case 'batch 3, 2 -> 4 channels, non-square input and kernel'",
     "col2im_buffer_width_twice": "check_conv2d_backward failed on case 'batch 3, 2 -> 5 channels, taller than wide'",
+    "captured_conv2d": "ForbiddenCall: conv2d_loops used aten.convolution, which this part asks you to write yourself",
+    "aten_convolution": "conv2d_im2col used aten.convolution",
+    "c_nn_im2col": "im2col used aten.im2col",
+    "aten_max_pool_backward": "max_pool2d_backward used aten.max_pool2d_with_indices",
+    "library_answers": "conv2d_loops used course_lib.conv.conv2d_loops, the course library's own answer",
+}
+
+CHEATS = {  # student -> (solution cell, code appended to it: it replaces a function of the cell)
+    "aten_convolution": ("im2col", """
+
+def conv2d_im2col(input, weight, bias=None, stride=1, padding=0, dilation=1):
+    return torch.ops.aten.convolution(input, weight, bias, [stride] * 2, [padding] * 2, [dilation] * 2,
+                                      False, [0, 0], 1)
+"""),
+    "c_nn_im2col": ("im2col", """
+
+def im2col(input, kernel_size, dilation=1, padding=0, stride=1):
+    return torch._C._nn.im2col(input, list(kernel_size), [dilation] * 2, [padding] * 2, [stride] * 2)
+"""),
+    "aten_max_pool_backward": ("pooling", """
+
+def max_pool2d_backward(grad_output, input, kernel_size, stride=None):
+    stride = kernel_size if stride is None else stride
+    window, step = [kernel_size] * 2, [stride] * 2
+    _, indices = torch.ops.aten.max_pool2d_with_indices(input, window, step)
+    return torch.ops.aten.max_pool2d_with_indices_backward(grad_output, input, window, step, [0, 0], [1, 1],
+                                                           False, indices)
+"""),
 }
 
 
@@ -130,6 +172,17 @@ def _answers(student: str) -> dict[str, str]:
         code["conv2d_loops"] = _edit(code["conv2d_loops"], "        out += bias.view(1, C_out, 1, 1)", "        pass")
         code["pooling"] = _edit(code["pooling"], "grad_output[:, :, i, j, None, None] / (k * k)",
                                 "grad_output[:, :, i, j, None, None]")
+    elif student in CHEATS:
+        cell, cheat = CHEATS[student]
+        code[cell] += cheat
+    elif student == "captured_conv2d":
+        code["conv2d_loops"] = ("_conv = F.conv2d  # captured when the cell runs\n\n\n"
+                                "def conv2d_loops(input, weight, bias=None, stride=1, padding=0, dilation=1):\n"
+                                "    return _conv(input, weight, bias, stride=stride, padding=padding, dilation=dilation)\n")
+    elif student == "library_answers":
+        code["conv2d_loops"] = "from course_lib.conv import conv2d_loops, im2col as library_im2col\n"
+        code["im2col"] = _edit(code["im2col"], "columns = im2col(input, (kH, kW), dilation, padding, stride)",
+                               "columns = library_im2col(input, (kH, kW), dilation, padding, stride)")
     return code
 
 

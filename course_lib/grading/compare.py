@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import sys
 from unittest import mock
 
 import torch
+
+from course_lib.grading import forbidden_ops
+from course_lib.grading.forbidden_ops import ForbiddenCall
 
 #: ``(dtype, device type) -> (rtol, atol)``. CPU values are ``torch.testing.assert_close``'s
 #: defaults; CUDA float32 is looser because matrix products there may run in TF32 (10-bit mantissa).
@@ -48,10 +52,6 @@ class CheckFailure(AssertionError):
     """A check found a difference between the student's result and the reference."""
 
 
-class ForbiddenCall(RuntimeError):
-    """The student's code called an op that the assignment asks them to write."""
-
-
 #: The names forbidden right now (a stack of :func:`forbidding` blocks); a sandboxed student
 #: function (:mod:`course_lib.grading.autograder.session`) forwards them to the worker that runs it.
 _ACTIVE: list[tuple[str, ...]] = []
@@ -63,25 +63,43 @@ def forbidden_now() -> tuple[str, ...]:
 
 
 @contextlib.contextmanager
-def forbidding(names=()):
-    """Replace each dotted name (``"torch.nn.functional.conv2d"``) by a function that raises
-    :class:`ForbiddenCall`, for the duration of a call of the student's code."""
-    _ACTIVE.append(tuple(names))
+def forbidding(names=(), who: str = "your function", strict: bool = False):
+    """Switch off, for the duration of a call of the student's code (``who`` in the messages):
+
+    * each dotted torch name (``"torch.nn.functional.conv2d"``): replaced by a function that raises
+      :class:`ForbiddenCall`, and the ATen ops behind it watched, however they are reached
+      (:func:`course_lib.grading.forbidden_ops.guard`);
+    * each dotted ``course_lib`` name: one of the library's answers to the part, which fails the call
+      when it runs (the library's own tests allow them with
+      :func:`~course_lib.grading.forbidden_ops.checking_the_library`, except where ``strict``: in the
+      sandbox's worker).
+    """
+    names = tuple(names)
+    _ACTIVE.append(names)
+    answers = tuple(n for n in names if n.startswith("course_lib."))
     with contextlib.ExitStack() as stack:
         stack.callback(_ACTIVE.pop)
         for name in names:
-            owner_name, attr = name.rsplit(".", 1)
-            try:
-                owner = importlib.import_module(owner_name)
-            except ModuleNotFoundError:  # a class, e.g. torch.Tensor
-                module, cls = owner_name.rsplit(".", 1)
-                owner = getattr(importlib.import_module(module), cls)
-
-            def forbidden(*args, _name=name, **kwargs):
-                raise ForbiddenCall(f"{_name} is what this part asks you to write yourself; do not call it")
-
-            stack.enter_context(mock.patch.object(owner, attr, forbidden))
+            if name not in answers:
+                stack.enter_context(mock.patch.object(*_owner(name), _forbidden(name)))
+        stack.enter_context(forbidden_ops.guard(names, answers, who, strict))
         yield
+
+
+def _owner(name: str) -> tuple[object, str]:
+    owner_name, attr = name.rsplit(".", 1)
+    try:
+        owner = importlib.import_module(owner_name)
+    except ModuleNotFoundError:  # a class, e.g. torch.Tensor
+        module, cls = owner_name.rsplit(".", 1)
+        owner = getattr(importlib.import_module(module), cls)
+    return owner, attr
+
+
+def _forbidden(name: str):
+    def forbidden(*args, **kwargs):
+        raise ForbiddenCall(f"{name} is what this part asks you to write yourself; do not call it")
+    return forbidden
 
 
 def tolerance(dtype: torch.dtype, device: torch.device | str) -> tuple[float, float]:
@@ -142,15 +160,18 @@ def fail(check: str, case: str, params: str, problem: str) -> CheckFailure:
 
 
 def call_student(check: str, case: str, params: str, forbidden, fn, *args, **kwargs):
-    """Call the student's ``fn`` with the ops in ``forbidden`` disabled; an exception (other than
+    """Call the student's ``fn`` with the ops in ``forbidden`` disabled, and the course library's answers
+    that the calling check module grades (:data:`course_lib.grading.forbidden_ops.ANSWERS`); an exception (other than
     "not implemented yet") is re-raised as a :class:`CheckFailure` that names the case."""
-    with forbidding(forbidden):
-        try:
+    answers = forbidden_ops.answers_for(sys._getframe(1).f_globals.get("__name__"))
+    who = getattr(fn, "__name__", type(fn).__name__)
+    try:
+        with forbidding(tuple(forbidden) + answers, who):  # may raise on leaving: a forbidden op swallowed
             return fn(*args, **kwargs)
-        except NotImplementedError:
-            raise
-        except Exception as err:  # the student's bug, reported with the input that triggered it
-            raise fail(check, case, params, f"your function raised {type(err).__name__}: {err}") from err
+    except NotImplementedError:
+        raise
+    except Exception as err:  # the student's bug, reported with the input that triggered it
+        raise fail(check, case, params, f"your function raised {type(err).__name__}: {err}") from err
 
 
 def sandbox_ready(check):

@@ -53,6 +53,9 @@ EXPECTED: dict[str, dict[str, int]] = {
     "saved_before_training": without(POINTS, "test_accuracy_hidden"),
     # Saved the whole model with torch.save(model, ...): a pickle, refused by weights_only=True.
     "pickled_model": without(POINTS, "test_model_file", "test_accuracy_hidden"),
+    # The course library's block, subclassed (issue 14): its network is built of it too.
+    "library_block": without(POINTS, "test_basic_block", "test_basic_block_hidden", "test_model_file",
+                             "test_accuracy_hidden"),
 }
 
 #: A line of every failing check's message that the student's feedback must show.
@@ -64,6 +67,7 @@ FEEDBACK_MESSAGES = {
     "mult_adds_missing_factor": "separable_mult_adds(M, N, D_K, D_F): expected 12,800",
     "saved_before_training": "is below the required 90%",
     "pickled_model": "is not a plain state_dict: it cannot be read with torch.load(weights_only=True)",
+    "library_block": "BasicBlock used course_lib.models.resnet.BasicBlock, the course library's own answer",
 }
 
 
@@ -87,6 +91,9 @@ def _answers(student: str) -> dict[str, str]:
                                 "    torch.save(model.state_dict(), path)\n    train_data = load_fashion_mnist")
     elif student == "pickled_model":
         code["network"] = edit(code["network"], "torch.save(model.state_dict(), path)", "torch.save(model, path)")
+    elif student == "library_block":
+        code["basic_block"] = ("from course_lib.models import resnet\n\n\nclass BasicBlock(resnet.BasicBlock):\n"
+                               '    """The course library block, renamed."""\n')
     return code
 
 
@@ -115,7 +122,8 @@ def weight_files() -> dict[str, Path]:
 #: Which weight file each student hands in (``None``: none, the student never trained).
 WEIGHT_FILE = {"correct": "trained", "blank": None, "no_projection_for_channels": "trained",
                "bottleneck_no_expansion": "trained", "depthwise_without_groups": "trained",
-               "mult_adds_missing_factor": "trained", "saved_before_training": "untrained", "pickled_model": "pickled"}
+               "mult_adds_missing_factor": "trained", "saved_before_training": "untrained", "pickled_model": "pickled",
+               "library_block": "trained"}
 
 
 def write_bank(folder: Path) -> list[str]:

@@ -57,6 +57,8 @@ EXPECTED: dict[str, dict[str, int]] = {
     "saved_before_training": without(POINTS, "test_classifier_accuracy"),
     # Saved the whole model with torch.save(model, ...): a pickle, refused by weights_only=True.
     "pickled_model": without(POINTS, "test_classifier_accuracy"),
+    # The LSTM step by the course library's own cell (issue 14): right, but the library's answer.
+    "library_lstm_cell": without(POINTS, "test_lstm_cell", "test_cells_hidden"),
 }
 
 #: A line of every failing check's message that the student's feedback must show.
@@ -69,7 +71,22 @@ FEEDBACK_MESSAGES = {
     "clip_shadows_range": "clipped gradient 0: tensors are not close!",
     "saved_before_training": "is below the required 85%",
     "pickled_model": "is not a plain state_dict: it cannot be read with torch.load(weights_only=True)",
+    "library_lstm_cell": "lstm_cell used course_lib.rnn.LSTMCell, the course library's own answer",
 }
+
+LIBRARY_LSTM = '''
+
+import course_lib.rnn
+
+
+def lstm_cell(x, state, params):
+    cell = course_lib.rnn.LSTMCell(x.shape[1], params["b_f"].shape[0]).to(x.dtype)
+    with torch.no_grad():
+        for gate in ("f", "i", "C", "o"):
+            getattr(cell, f"W_{gate}").weight.copy_(params[f"W_{gate}"])
+            getattr(cell, f"W_{gate}").bias.copy_(params[f"b_{gate}"])
+    return cell(x, state)
+'''
 
 
 CLIP_PER_TENSOR = '''def clip_grad_norm(grads, max_norm):
@@ -111,6 +128,8 @@ def _answers(student: str) -> dict[str, str]:
         code["clipping"] = CLIP_PER_TENSOR
     elif student == "clip_shadows_range":
         code["clipping"] = SHADOWED_RANGE + "\n\n" + CLIP_PER_TENSOR
+    elif student == "library_lstm_cell":
+        code["cells"] += LIBRARY_LSTM
     return code
 
 

@@ -256,7 +256,8 @@ class Call:
         grad = grad_args if self.grad else None
         args = protocol.decode(request.args, hook=objects.decode_hook, grad=grad)
         kwargs = protocol.decode(request.kwargs, hook=objects.decode_hook, grad=grad)
-        with forbidding(tuple(request.forbidden)), torch.set_grad_enabled(self.grad):
+        who = request.call or type(fn).__name__  # never exempt here: the target is the student's
+        with forbidding(tuple(request.forbidden), who, strict=True), torch.set_grad_enabled(self.grad):
             value = fn(*args, **kwargs)
         reply.value, reply.returned = protocol.encode(value, hook=objects.encode_hook), True
         outputs = protocol.leaves(value, protocol.needs_grad) if self.grad else []
