@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMPS := .stamps
 MATHJAX_VERSION := 3.2.2
-DEBIAN_PACKAGES := dataset-fashion-mnist chromium chromium-driver postgresql
+DEBIAN_PACKAGES := dataset-fashion-mnist chromium chromium-driver postgresql bubblewrap
 PYTEST_ARGS ?=
 
 

@@ -15,9 +15,13 @@ As root, :class:`Sandbox` starts :mod:`course_lib.grading.autograder.worker` ins
 * ``prlimit``: address space, processes, file size, CPU seconds, open files, no core dumps;
 * ``env -i`` with an allow-list (no tokens, nothing that says grading is under way).
 
-The grader caps the wall-clock time of every request and the bytes it reads. Without root it still
-runs the worker with the resource limits, an empty environment and a private working directory, and
-:func:`missing_protections` says loudly what is missing.
+Without root, :mod:`~course_lib.grading.autograder.jail_rootless` gives the same protections with
+bubblewrap in an unprivileged user namespace; :func:`isolation` picks the path. In both, the worker
+starts behind :mod:`~course_lib.grading.autograder.syscall_filter` (no kernel keyring). The grader caps
+the wall-clock time of every request and the bytes it reads. Where neither path works, a
+:class:`Sandbox` still runs the worker with the resource limits, an empty environment and a private
+working directory (for the library's own tests), :func:`missing_protections` says what is missing and
+what the host must allow, and the grading commands refuse to grade (``preflight``).
 """
 from __future__ import annotations
 
@@ -37,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import course_lib
+from course_lib.grading.autograder import jail_rootless
 from course_lib.grading.autograder.protocol import Cells
 
 LIBRARY = Path(course_lib.__file__).resolve().parent
@@ -94,16 +99,37 @@ ENV_ALLOWED = {"PATH": "/usr/bin:/bin", "HOME": "/home/student", "LANG": "C.UTF-
                "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg", "TMPDIR": "/tmp", "USER": "student"}
 
 
-def can_isolate() -> bool:
-    """Namespaces, a private root and another user need root (and util-linux's tools)."""
+def root_path_works() -> bool:
+    """Namespaces, a private root and another user, as root (with util-linux's tools)."""
     return os.geteuid() == 0 and all(shutil.which(t) for t in ("unshare", "setpriv", "prlimit", "chroot", "mount"))
 
 
+def isolation() -> str | None:
+    """``"root"``, ``"rootless"`` (bubblewrap, an unprivileged user namespace) or ``None`` (neither works
+    here): root takes the root path, anyone else bubblewrap; ``COURSE_GRADER_ISOLATION`` forces one."""
+    mode = jail_rootless.wanted_mode()
+    if mode in ("auto", "root") and root_path_works():
+        return "root"
+    if mode in ("auto", "rootless") and shutil.which("prlimit") and jail_rootless.bwrap_problem() is None:
+        return "rootless"
+    return None
+
+
+def can_isolate() -> bool:
+    """Whether a sandbox here gets namespaces, a private root and an unprivileged user (either path)."""
+    return isolation() is not None
+
+
 def missing_protections() -> list[str]:
-    """The protections this machine cannot give (empty when it can sandbox fully)."""
+    """The protections this machine cannot give (empty when it can sandbox fully), and why."""
     if can_isolate():
         return []
-    return ["no separate user (the student's code runs as the grader's user)",
+    mode = jail_rootless.wanted_mode()
+    why = {"root": "the root path was asked for (--isolation root) but the grader is not root",
+           "rootless": f"the rootless path was asked for but {jail_rootless.bwrap_problem() or 'prlimit is missing'}",
+           "auto": f"the grader is not root and {jail_rootless.bwrap_problem() or 'prlimit is missing'}"}[mode]
+    return [f"no sandbox: {why}; the host must allow " + jail_rootless.HOST_NEEDS,
+            "no separate user (the student's code runs as the grader's user)",
             "no private root (the course folder, gradebook and other submissions are readable)",
             "no network isolation", "no PID namespace (detached processes are killed by process group only)"]
 
@@ -158,7 +184,8 @@ class Sandbox:
 
     def __init__(self, files_from: Path | None = None, limits: Limits = Limits(), slot: int = 0):
         self.limits, self.slot = limits, slot
-        self.isolated = can_isolate()
+        self.mode = isolation()
+        self.isolated = self.mode is not None
         self.dir = Path(tempfile.mkdtemp(prefix="grading-sandbox-"))
         os.chmod(self.dir, 0o700)
         self.work = self.dir / "work"
@@ -173,15 +200,18 @@ class Sandbox:
 
     # -- process -----------------------------------------------------------------------------------
     def command(self) -> list[str]:
-        worker = [sys.executable, "-I", "-m", "course_lib.grading.autograder.worker"]
+        worker = [sys.executable, "-I", "-m", "course_lib.grading.autograder.syscall_filter"]  # then the worker
         env = [f"{k}={v}" for k, v in ENV_ALLOWED.items()]
         if not self.isolated:
             return ["env", "-i", *env, f"HOME={self.work}", *worker]
         lim = self.limits
+        limits = ["prlimit", f"--as={lim.memory}", f"--nproc={lim.processes}", f"--fsize={lim.file_size}",
+                  f"--cpu={lim.cpu}", f"--nofile={lim.open_files}", "--core=0", "--"]
+        if self.mode == "rootless":
+            return jail_rootless.command(str(self.work), str(self.dir / "passwd"), _read_only_paths(), lim.tmp_size,
+                                         [*limits, "env", "-i", *env, *worker])
         uid = sandbox_uid(self.slot)
-        inner = ["prlimit", f"--as={lim.memory}", f"--nproc={lim.processes}", f"--fsize={lim.file_size}",
-                 f"--cpu={lim.cpu}", f"--nofile={lim.open_files}", "--core=0", "--",
-                 "setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs",
+        inner = [*limits, "setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs",
                  "--inh-caps=-all", "--bounding-set=-all", "--",
                  "env", "-i", "-C", "/home/student", *env, *worker]
         root = self.dir / "root"
@@ -190,7 +220,9 @@ class Sandbox:
                 *_read_only_paths(), "--", *inner]
 
     def _prepare_files(self) -> None:
-        if self.isolated:
+        if self.mode == "rootless":  # the grader's own uid is the student's, inside the user namespace
+            (self.dir / "passwd").write_text(jail_rootless.passwd_line())
+        elif self.isolated:
             uid = sandbox_uid(self.slot)
             (self.dir / "root").mkdir()
             for path in [self.work, *self.work.rglob("*")]:
@@ -210,7 +242,7 @@ class Sandbox:
     def start(self, cells: list[str]) -> dict:
         """Run the student's cells; returns the worker's ``ready`` message (functions, errors)."""
         self._prepare_files()
-        uid = sandbox_uid(self.slot) if self.isolated else SANDBOX_UID_BASE
+        uid = sandbox_uid(self.slot) if self.mode == "root" else SANDBOX_UID_BASE
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "SANDBOX_UID": str(uid)}
         self.proc = subprocess.Popen(self.command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, cwd=self.work, env=env, start_new_session=True,
