@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 
 import course_lib
-from course_lib.grading.autograder import inbox, preflight, session
+from course_lib.grading.autograder import inbox, jail_rootless, preflight, session
 from course_lib.grading.autograder.jail import Limits
 from course_lib.grading.autograder.nbgrader_plugins import SANDBOX_RESULTS_ENV, UNSANDBOXED_ENV
 
@@ -259,6 +259,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--root", type=Path, default=Path.cwd(), help="the course directory (default: here)")
     parser.add_argument("--db-url", help="the gradebook's SQLAlchemy URL, e.g. postgresql+psycopg2://USER@/DB?host=SOCKET_DIR "
                                          f"(default: ${DB_URL_ENV}, else sqlite:///ROOT/gradebook.db)")
+    parser.add_argument("--isolation", choices=jail_rootless.MODES, help="the sandbox: root (unshare, setpriv), "
+                        "rootless (bubblewrap, an unprivileged user namespace) or auto: root when run as root, else "
+                        f"rootless (default: ${jail_rootless.ISOLATION_ENV}, else auto); none possible: grading is refused")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("release", help="regenerate assignments/ from solutions/").add_argument("assignment", nargs="*")
     grade = sub.add_parser("autograde", help="grade every submission of an assignment")
@@ -293,6 +296,8 @@ def _main(argv: list[str] | None) -> int:
     root = args.root.resolve()
     if args.db_url:
         os.environ[DB_URL_ENV] = args.db_url
+    if args.isolation:  # read by the jail, also in the --jobs processes
+        os.environ[jail_rootless.ISOLATION_ENV] = args.isolation
     if args.command == "release":
         for path in release(root, args.assignment):
             print(f"released {path.relative_to(root)}")

@@ -359,5 +359,5 @@ def protections_warning() -> str | None:
     missing = missing_protections()
     if not missing:
         return None
-    return ("WARNING: this machine cannot sandbox fully (run the grader as root for that); missing: "
+    return ("WARNING: this machine cannot sandbox (grading is refused; `python -m course_lib.grading doctor` says why); missing: "
             + "; ".join(missing))
