@@ -22,6 +22,7 @@ import inspect
 import os
 import shutil
 import socket
+import sys
 import tempfile
 from pathlib import Path
 
@@ -110,8 +111,10 @@ def preflight(limits: Limits = Limits(), slot: int = 0, verified: dict | None = 
     """What keeps this machine from grading (empty: a sandbox started, ran a cell and answered a call
     with the grader's own ``course_lib``, and every protection the probe tried was in force; those are
     put in ``verified``). No sandbox at all (neither path works here) is a reason too: fail closed."""
-    if isolation() is None:
+    mode = isolation()
+    if mode is None:
         return missing_protections()[:1]
+    print(f"[sandbox] isolation: {mode}", file=sys.stderr)
     folder = Path(tempfile.mkdtemp(prefix="grader-preflight-"))
     session = Session(folder, [PROBE, PROTECTIONS_PROBE], limits, slot, budget=max(60.0, 2 * limits.start_timeout))
     try:
