@@ -38,7 +38,7 @@ HOST_NEEDS = ("bubblewrap installed (`apt-get install bubblewrap`: /usr/bin/bwra
               "on kernels that have it, kernel.apparmor_restrict_unprivileged_userns=0 or an AppArmor profile for "
               "bwrap on Ubuntu 23.10+); in a container, a seccomp profile that allows unshare/clone with "
               "CLONE_NEWUSER (Docker's default refuses it; Kubernetes: a Localhost or Unconfined seccomp "
-              "profile), no CAP_SYS_ADMIN needed")
+              "profile) and a /proc without masking over-mounts (Kubernetes: procMount: Unmasked); no CAP_SYS_ADMIN needed")
 
 
 def wanted_mode() -> str:
