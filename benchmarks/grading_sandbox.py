@@ -1,5 +1,8 @@
 """Seconds per submission: sandboxed grading (1 and N jobs) against stock nbgrader, same machine, same batch.
 
+As root it also times the rootless path (bubblewrap, ``COURSE_GRADER_ISOLATION=rootless``) with 1 job
+next to the root path's; run by an ordinary user, the sandboxed rows are the rootless path.
+
     .venv/bin/python benchmarks/grading_sandbox.py [--copies 1] [--jobs 2] [--assignment a5_gans] [--markdown]
 
 The batch is assignment 1's submission bank (tests/submission_bank.py), ``--copies`` times; with
@@ -31,7 +34,7 @@ sys.path.insert(0, str(ROOT / "tests" / "banks"))
 
 from submission_bank import ASSIGNMENT, EXPECTED, submission  # noqa: E402
 
-from course_lib.grading.autograder import cli  # noqa: E402
+from course_lib.grading.autograder import cli, jail, jail_rootless  # noqa: E402
 
 
 def solution_and_blank(course: Path, assignment: str) -> dict[str, str]:
@@ -55,7 +58,7 @@ def _bank_writer(assignment: str):
     return write_bank if write_bank and len(inspect.signature(write_bank).parameters) == 1 else None
 
 
-def grade(mode: list[str], copies: int, assignment: str = ASSIGNMENT) -> tuple[float, int]:
+def grade(mode: list[str], copies: int, assignment: str = ASSIGNMENT, env: dict | None = None) -> tuple[float, int]:
     with tempfile.TemporaryDirectory() as tmp:
         course = Path(tmp) / "course"
         course.mkdir()
@@ -80,7 +83,8 @@ def grade(mode: list[str], copies: int, assignment: str = ASSIGNMENT) -> tuple[f
                 count += 1
         start = time.perf_counter()
         subprocess.run([sys.executable, "-m", "course_lib.grading", "--root", str(course), "autograde", assignment,
-                        "--submissions", str(inbox), *mode], check=True, capture_output=True)
+                        "--submissions", str(inbox), *mode], check=True, capture_output=True,
+                       env={**os.environ, **(env or {})})
         return time.perf_counter() - start, count
 
 
@@ -92,10 +96,14 @@ def main() -> None:
     parser.add_argument("--markdown", action="store_true", help="print one Markdown table (for make bench)")
     args = parser.parse_args()
     rows = []
-    for label, mode in (("stock nbgrader (unsandboxed)", ["--no-sandbox"]), ("sandboxed, 1 job", ["--jobs", "1"]),
-                        (f"sandboxed, {args.jobs} jobs", ["--jobs", str(args.jobs)])):
+    path = jail.isolation() or "none"
+    modes = [("stock nbgrader (unsandboxed)", ["--no-sandbox"], None), (f"sandboxed ({path}), 1 job", ["--jobs", "1"], None),
+             (f"sandboxed ({path}), {args.jobs} jobs", ["--jobs", str(args.jobs)], None)]
+    if path == "root" and jail_rootless.bwrap_problem() is None:
+        modes.append(("sandboxed (rootless, as root), 1 job", ["--jobs", "1"], {jail_rootless.ISOLATION_ENV: "rootless"}))
+    for label, mode, env in modes:
         cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
-        seconds, count = grade(mode, args.copies, args.assignment)
+        seconds, count = grade(mode, args.copies, args.assignment, env)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         used = after.ru_utime + after.ru_stime - cpu.ru_utime - cpu.ru_stime
         rows.append((label, seconds, count, used))
