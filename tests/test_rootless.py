@@ -17,18 +17,16 @@ import json
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
 import pytest
 
 from grading_support import gradebook_scores
 from submission_bank import ASSIGNMENT, EXPECTED, POINTS, solution_code, submission
-from test_sandbox import ATTACKS, SECRET, SECRET_ENV, _notebook, make_course
+from test_sandbox import ATTACKS, SECRET, SECRET_ENV, _notebook, listening_port, make_course
 
 from course_lib.grading.autograder import jail, jail_rootless
 
@@ -128,24 +126,6 @@ def home():
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def _listener():
-    """A port on the host's loopback that records every connection a sandbox makes to it."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
-    listener.settimeout(0.5)
-    connections, stop = [], threading.Event()
-
-    def accept():
-        while not stop.is_set():
-            try:
-                connections.append(listener.accept())
-            except OSError:
-                pass
-    threading.Thread(target=accept, daemon=True).start()
-    return listener.getsockname()[1], connections, stop
-
-
 @pytest.fixture(scope="module")
 def graded(home, tmp_path_factory):
     """The bank subset, the attacks and the keyring pair graded by the unprivileged user in one run,
@@ -155,7 +135,7 @@ def graded(home, tmp_path_factory):
     inbox = _owned_folder("rootless-inbox-")
     for student in BANK:
         (inbox / f"{student}.ipynb").write_text(submission(student), encoding="utf-8")
-    port, connections, stop = _listener()
+    port, connections, stop = listening_port()
     attacks = {name: ATTACKS[name].replace("COURSE", str(course)).replace("PORT", str(port))
                .replace("CANARY", str(course / "canary")) for name in ATTACKS_RUN}
     attacks.update(keyring_a_writes=KEY_WRITER, keyring_b_reads=KEY_READER)

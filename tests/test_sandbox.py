@@ -234,16 +234,14 @@ def _sandbox_uids_running(log: str) -> list[str]:
     return [line for line in out.splitlines() if int(line.split()[0]) in ours]
 
 
-@pytest.fixture(scope="module")
-def attacked(tmp_path_factory):
-    course = make_course(tmp_path_factory.mktemp("course"))
-    (course / "secret.txt").write_text(FILE_SECRET)
-    CANARY.unlink(missing_ok=True)
+def listening_port() -> tuple[int, list, threading.Event]:
+    """A port on the host's loopback that records every connection made to it (a sandbox must make
+    none), the connections list, and the event that stops it."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen()
     listener.settimeout(0.5)
-    connections = []
+    connections, stop = [], threading.Event()
 
     def accept():
         while not stop.is_set():
@@ -251,8 +249,16 @@ def attacked(tmp_path_factory):
                 connections.append(listener.accept())
             except OSError:
                 pass
-    stop = threading.Event()
     threading.Thread(target=accept, daemon=True).start()
+    return listener.getsockname()[1], connections, stop
+
+
+@pytest.fixture(scope="module")
+def attacked(tmp_path_factory):
+    course = make_course(tmp_path_factory.mktemp("course"))
+    (course / "secret.txt").write_text(FILE_SECRET)
+    CANARY.unlink(missing_ok=True)
+    port, connections, stop = listening_port()
 
     inbox = tmp_path_factory.mktemp("inbox")
     correct = solution_code()
@@ -261,7 +267,6 @@ def attacked(tmp_path_factory):
     partly = dict(solution_code())
     partly["conv2d_loops"] = "import ctypes\n" + partly["conv2d_loops"].replace('    """\n', '    """\n    ctypes.string_at(0)\n', 1)
     students = {"correct": correct, "segfault_in_one_part": partly}
-    port = listener.getsockname()[1]
     for name, code in ATTACKS.items():
         code = code.replace("COURSE", str(course)).replace("PORT", str(port)).replace("CANARY", str(CANARY)) \
             .replace("PAYLOAD", repr(pickle.dumps(Payload())))
