@@ -106,6 +106,7 @@ def test_an_lms_download_is_collected_safely(course, tmp_path, capsys):
     assert (folder / "bob" / A1 / "timestamp.txt").read_text() == "2026-12-01T08:00:00+00:00"  # not the student's
     assert report.submitted_at == {"alice": "2026-12-02T13:30:00+00:00", "bob": "2026-12-01T08:00:00+00:00"}
     assert not (folder / "carol").exists() and not (folder / "erin").exists()
+    assert sorted(report.refused) == ["carol", "erin"] and "a symbolic link" in report.refused["carol"]
     err = capsys.readouterr().err
     assert "an earlier upload; the one of 2026-12-02T13:30:00+00:00 is collected" in err
     assert "timestamp.txt: the time of submission is not taken from the student" in err

@@ -103,19 +103,25 @@ def match(pattern: re.Pattern, path: tuple[str, ...], zone: str) -> Upload:
 
 
 def scan(top_fd: int, pattern: re.Pattern, zone: str, report: Report) -> dict[str, list[Upload]]:
-    """``student -> uploads`` of every regular file in the download (at most one folder deep)."""
+    """``student -> uploads`` of every regular file in the download (at most one folder deep). A student
+    whose every entry was refused (a link, a bad time) is reported in ``report.refused``."""
     found: dict[str, list[Upload]] = {}
+    refused: dict[str, str] = {}
     for path, mode in _walk(top_fd):
         shown = "/".join(path)
         try:
+            upload = match(pattern, path, zone)
             if not stat.S_ISREG(mode):
                 raise Refused(f"{kind(mode)}, never followed or read")
-            upload = match(pattern, path, zone)
         except (Refused, ValueError) as why:
             print(f"collect: {shown}: {why}; not collected", file=sys.stderr)
             report.problems.append(("?", shown, str(why)))
+            named = pattern.match(shown)  # whose it is, by its name alone (a link is never read)
+            if named and STUDENT_ID.match(named.group("student_id") or ""):
+                refused.setdefault(named.group("student_id"), f"{shown}: {why}")
             continue
         found.setdefault(upload.student, []).append(upload)
+    report.refused.update({s: why for s, why in refused.items() if s not in found})
     return found
 
 
