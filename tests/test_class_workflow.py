@@ -9,7 +9,6 @@ after some submissions finished, resumes it, and checks every score, penalty and
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 import re
@@ -18,13 +17,12 @@ import signal
 import subprocess
 import sys
 import time
-import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, zip_bytes
 from submission_bank import ASSIGNMENT as A1, EXPECTED, FULL, submission
 
 from course_lib.grading.autograder import cli, lateness, lms, roster
@@ -77,14 +75,6 @@ def course(tmp_path) -> Path:
     return root
 
 
-def _zip(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
-
-
 def test_an_lms_download_is_collected_safely(course, tmp_path, capsys):
     released = (ROOT / "assignments" / A1 / f"{A1}.ipynb").read_bytes()
     box = tmp_path / "download"
@@ -92,7 +82,7 @@ def test_an_lms_download_is_collected_safely(course, tmp_path, capsys):
     (box / f"alice_1_2026-12-01-09-00-00_{A1}.ipynb").write_bytes(b"an earlier attempt")
     (box / f"alice_1_LATE_2026-12-02-13-30-00_{A1} (1).ipynb").write_bytes(released)
     (box / "bob_2_2026-12-01-08-00-00_homework.zip").write_bytes(
-        _zip({f"bob/{A1}.ipynb": released, "bob/timestamp.txt": b"2026-11-01 00:00:00"}))
+        zip_bytes({f"bob/{A1}.ipynb": released, "bob/timestamp.txt": b"2026-11-01 00:00:00"}))
     (box / f"carol_3_2026-12-01-08-00-00_{A1}.ipynb").symlink_to(course / "secret.txt")
     (box / "Dan Smith_4_assignsubmission_file_").mkdir()  # Moodle's folder per student: no match
     (box / "Dan Smith_4_assignsubmission_file_" / f"{A1}.ipynb").write_bytes(released)
