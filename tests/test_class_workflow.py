@@ -220,7 +220,7 @@ def _assert_scores(course: Path, students: dict, stdout: str) -> None:
     scores = cli.submission_scores(course, A1)
     assert scores == {**{s: SCORE[kind] for s, (kind, _) in students.items()}, "broken": None}
     assert re.search(r"(?m)^broken\s+NOT GRADED", stdout) and re.search(r"(?m)^linky\s+NOT COLLECTED", stdout)
-    assert SCORE["correct"] == FULL and SCORE["forgot_padding"] == 14  # the bank's hand-worked numbers
+    assert SCORE["correct"] == FULL and SCORE["forgot_padding"] == 10  # the bank's hand-worked numbers
 
 
 def _assert_export(course: Path, tmp_path: Path, students: dict) -> None:
@@ -229,18 +229,22 @@ def _assert_export(course: Path, tmp_path: Path, students: dict) -> None:
                      "--late-cap", "30%", "--late-cutoff", "7"]) == 0
     rows = {r["student_id"]: r for r in csv.DictReader(out.open())}
     assert set(rows) == {*students, "broken", "linky", "zoe"}
-    assert rows["zoe"]["status"] == "no submission" and rows["zoe"]["final_score"] == "0"
-    assert rows["linky"]["status"].startswith("no submission (not collected:") and "symbolic link" in rows["linky"]["status"]
-    assert rows["broken"]["status"].startswith("NOT GRADED: corrupt notebook") and rows["broken"]["final_score"] == ""
+    assert (rows["zoe"]["status"], rows["zoe"]["final_score"]) == ("no submission", "0"), rows["zoe"]
+    linky = rows["linky"]["status"]
+    assert linky.startswith("no submission (not collected:") and "symbolic link" in linky, rows["linky"]
+    broken = rows["broken"]
+    assert broken["status"].startswith("NOT GRADED: corrupt notebook") and broken["final_score"] == "", broken
     assert rows["s00"]["first_name"] == "Firsts00" and rows["s00"]["email"] == "s00@uni.example"
-    # max 36 (32 autograded + 4 by hand); 10% of 36 = 3.6 points per started day, at most 30% = 10.8.
-    expected = {"s00": (32, 0, 0, 32), "s01": (14, 1, 3.6, 10.4), "s06": (32, 1, 3.6, 28.4),
-                "s12": (32, 4, 10.8, 21.2), "s13": (14, 10, 14, 0)}
+    # max 32 (28 autograded + 4 by hand); 10% of 32 = 3.2 points per started day, at most 30% = 9.6.
+    # Due 12-01 12:00: s01 and s06 are 23 hours late (1 started day), s12 3 days 1 hour (4 days, capped),
+    # s13 10 days 1 hour (11 started days, past the 7-day cutoff: its whole score goes).
+    expected = {"s00": (28, 0, 0, 28), "s01": (10, 1, 3.2, 6.8), "s06": (28, 1, 3.2, 24.8),
+                "s12": (28, 4, 9.6, 18.4), "s13": (10, 11, 10, 0)}
     for student, (score, days, penalty, final) in expected.items():
         row = rows[student]
         got = (float(row["score"]), int(row["late_days"]), float(row["penalty"]), float(row["final_score"]))
         assert got == pytest.approx((score, days, penalty, final)), (student, row)
-        assert row["status"] == "graded" and row["max_score"] == "36" and row["due"] == "2026-12-01 12:00:00 UTC"
+        assert row["status"] == "graded" and row["max_score"] == "32" and row["due"] == "2026-12-01 12:00:00 UTC"
     assert rows["s06"]["submitted_at"] == "2026-12-02 11:00:00 UTC"
     on_time = [r for s, r in rows.items() if s in students and students[s][1] == ON_TIME]
     assert len(on_time) == 23 and all(r["late_days"] == "0" and r["penalty"] == "0" for r in on_time)
