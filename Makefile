@@ -17,7 +17,7 @@ help:
 	@echo "make test   - set up everything, then run the whole test suite"
 	@echo "make setup  - only the set-up (Debian packages, .venv, data, MathJax)"
 	@echo "make bench  - run benchmarks/*.py and write benchmarks/REPORT.md (timings; nothing in CI uses them)"
-	@echo "make release | autograde | grades | feedback - homework, for instructors (see README)"
+	@echo "make release | autograde | export | grades | feedback - homework, for instructors (see README)"
 
 setup: system venv data mathjax
 
@@ -88,19 +88,51 @@ clean:
 
 # ---- Instructors: homework with nbgrader (README, "For instructors (grading)") ----------------
 # make release                                    regenerate assignments/ from solutions/ (commit it)
-# make autograde [ASSIGNMENT=a1_convolution] [SUBMISSIONS=folder]   grade every submission at once
+# make autograde [ASSIGNMENT=a1_convolution] [SUBMISSIONS=folder] [LMS=1 | PATTERN=regex] [ROSTER=roster.csv]
+#                [DUE='2026-12-01 23:59'] [TIMEZONE=Europe/Paris] [STUDENT=id] [FORCE=1] [JOBS=4]
+#                [DB_URL=postgresql+psycopg2://...] [SCHEDULER=tcp://host:8786]
+#                [CALL_TIMEOUT=60] [START_TIMEOUT=120] [TIMEOUT=600] [MEMORY=6144]
+#                                                 grade every submission; a rerun resumes where it stopped
+# make export [ASSIGNMENT=...] [LATE_PENALTY=10%/day] [LATE_CAP=100%] [LATE_CUTOFF=days]
+#                                                 exports/ASSIGNMENT.csv for the LMS: every rostered student
 # make grades                                     write grades.csv
 # make feedback [ASSIGNMENT=a1_convolution]       feedback/STUDENT/ASSIGNMENT/*.html, maths offline
 ASSIGNMENT ?= a1_convolution
 SUBMISSIONS ?=
-GRADING := $(PY) -m course_lib.grading
+LMS ?=
+PATTERN ?=
+ROSTER ?=
+DUE ?=
+TIMEZONE ?= UTC
+STUDENT ?=
+FORCE ?=
+JOBS ?= 1
+DB_URL ?=
+SCHEDULER ?=
+CALL_TIMEOUT ?= 60
+START_TIMEOUT ?= 120
+TIMEOUT ?= 600
+MEMORY ?= 6144
+LATE_PENALTY ?= none
+LATE_CAP ?= 100%
+LATE_CUTOFF ?=
+GRADING := $(PY) -m course_lib.grading $(if $(DB_URL),--db-url '$(DB_URL)')
 
-.PHONY: release autograde grades feedback
+.PHONY: release autograde export grades feedback
 release: setup
 	$(GRADING) release
 
 autograde: setup
-	$(GRADING) autograde $(ASSIGNMENT) $(if $(SUBMISSIONS),--submissions $(SUBMISSIONS))
+	$(GRADING) autograde $(ASSIGNMENT) $(if $(SUBMISSIONS),--submissions '$(SUBMISSIONS)') \
+	  $(if $(LMS),--lms) $(if $(PATTERN),--pattern '$(PATTERN)') $(if $(ROSTER),--roster '$(ROSTER)') \
+	  $(if $(DUE),--due '$(DUE)') --timezone '$(TIMEZONE)' $(if $(STUDENT),--student '$(STUDENT)') \
+	  $(if $(FORCE),--force) --jobs $(JOBS) $(if $(SCHEDULER),--scheduler '$(SCHEDULER)') \
+	  --call-timeout $(CALL_TIMEOUT) --start-timeout $(START_TIMEOUT) --timeout $(TIMEOUT) --memory $(MEMORY)
+
+export: setup
+	$(GRADING) export $(ASSIGNMENT) $(if $(ROSTER),--roster '$(ROSTER)') $(if $(DUE),--due '$(DUE)') \
+	  --timezone '$(TIMEZONE)' --late-penalty '$(LATE_PENALTY)' --late-cap '$(LATE_CAP)' \
+	  $(if $(LATE_CUTOFF),--late-cutoff $(LATE_CUTOFF))
 
 grades: setup
 	$(GRADING) grades --output grades.csv

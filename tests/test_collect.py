@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, zip_bytes
 
 from course_lib.grading.autograder import cli, inbox
 
@@ -109,7 +109,7 @@ def test_a_renamed_notebook_counts_unless_the_released_name_is_there(course, box
     (box / "frank").mkdir()
     (box / "frank" / f"{A1}-Copy1.ipynb").write_bytes(b"an older copy")
     (box / "frank" / f"{A1}.ipynb").write_bytes(notebook())
-    (box / "grace.zip").write_bytes(_zip({f"{A1}.ipynb": notebook(), f"{A1}-Copy2.ipynb": b"a copy"}))
+    (box / "grace.zip").write_bytes(zip_bytes({f"{A1}.ipynb": notebook(), f"{A1}-Copy2.ipynb": b"a copy"}))
     report = cli.collect(course, A1, box)
     assert sorted(report.collected) == ["erin", "frank", "grace"]
     assert submitted(course, "erin") == submitted(course, "frank") == submitted(course, "grace") == {
@@ -118,14 +118,6 @@ def test_a_renamed_notebook_counts_unless_the_released_name_is_there(course, box
     assert f"erin: {A1} (1).ipynb: collected as {A1}.ipynb" in err
     assert f"frank: {A1}-Copy1.ipynb: another notebook than {A1}.ipynb, which is collected instead" in err
     assert f"grace: {A1}-Copy2.ipynb: a second file named {A1}.ipynb" in err
-
-
-def _zip(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
 
 
 def test_a_notebook_linked_to_the_solution_is_refused(course, box, capsys):

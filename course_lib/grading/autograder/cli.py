@@ -1,11 +1,15 @@
-"""The instructor's commands around nbgrader: release, autograde, grades, feedback.
+"""The instructor's commands around nbgrader: release, autograde, grades, export, feedback.
 
     python -m course_lib.grading release   [ASSIGNMENT ...]          solutions/ -> assignments/
-    python -m course_lib.grading autograde ASSIGNMENT [--submissions DIR] [--jobs N]   grade every submission
-                                                                   (sandboxed; --no-sandbox: stock nbgrader)
+    python -m course_lib.grading autograde ASSIGNMENT [--submissions DIR [--lms | --pattern RE]] [--roster CSV]
+                                 [--due WHEN] [--student ID] [--force] [--jobs N]   grade every submission
+                                                                   (sandboxed, resumable; --no-sandbox: stock nbgrader)
     python -m course_lib.grading doctor                              can this machine grade? (autograde checks first)
     python -m course_lib.grading grades    [--output grades.csv]     every score as CSV
+    python -m course_lib.grading export    ASSIGNMENT [--late-penalty 10%/day]   the LMS's CSV, every rostered student
     python -m course_lib.grading feedback  ASSIGNMENT                feedback/STUDENT/ASSIGNMENT/*.html
+
+``python -m course_lib.grading COMMAND --help`` lists every option with its default.
 
 Every command runs nbgrader in the course directory (``--root``, default the repository), because
 nbgrader reads ``nbgrader_config.py`` only from its working directory, and with the virtual
@@ -15,17 +19,18 @@ one nbgrader call (its start-up alone costs seconds), always with ``--force`` so
 from __future__ import annotations
 
 import argparse
+import collections
 import csv
 import os
 import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import course_lib
-from course_lib.grading.autograder import inbox, jail_rootless, preflight, session
+from course_lib.grading.autograder import (arguments, inbox, jail_rootless, lateness, lms, lms_export, preflight,
+                                          results, roster, session)
 from course_lib.grading.autograder.jail import Limits
 from course_lib.grading.autograder.nbgrader_plugins import SANDBOX_RESULTS_ENV, UNSANDBOXED_ENV
 
@@ -90,69 +95,119 @@ def release(root: Path, names: list[str]) -> list[Path]:
 
 
 def collect(root: Path, assignment: str, folder: Path, max_file: int = inbox.Policy.max_file,
-            max_student: int = inbox.Policy.max_student) -> inbox.Report:
+            max_student: int = inbox.Policy.max_student, pattern: str | None = None,
+            zone: str = "UTC") -> inbox.Report:
     """Copy a folder of submissions into nbgrader's ``submitted/STUDENT/ASSIGNMENT/``, safely.
 
     Accepts ``folder/STUDENT.ipynb`` (one-notebook assignments), ``folder/STUDENT/`` (its notebooks
     and the data files the assignment declares, e.g. the weights of a trained model that a test
-    loads) and ``folder/STUDENT.zip``/``.tar``/``.tar.gz``/``.tgz``. Links are never followed and
-    anything unexpected is refused with a message, without stopping the others: the policy is
-    :mod:`~course_lib.grading.autograder.inbox`'s docstring.
+    loads) and ``folder/STUDENT.zip``/``.tar``/``.tar.gz``/``.tgz``; with a ``pattern``, ``folder`` is
+    an LMS download whose file names say the student and the time (:mod:`~course_lib.grading.autograder.lms`).
+    Links are never followed and anything unexpected is refused with a message, without stopping the
+    others: the policy is :mod:`~course_lib.grading.autograder.inbox`'s docstring. The refusals are kept
+    in ``reports/ASSIGNMENT_not_collected.csv`` for the export.
     """
     release = root / "assignments" / assignment
     if not sorted(release.glob("*.ipynb")):
         raise FileNotFoundError(f"assignment {assignment!r} has no released notebook in {root / 'assignments'}")
     policy = inbox.expected_files(release, max_file=max_file, max_student=max_student)
-    return inbox.collect(root, assignment, folder, policy)
+    if pattern is None:
+        report = inbox.collect(root, assignment, folder, policy)
+    else:
+        report = lms.collect(root, assignment, folder, policy, pattern, zone)
+    lms_export.write_refused(root / "reports" / f"{assignment}_not_collected.csv", report.refused)
+    return report
+
+
+def set_due_date(root: Path, assignment: str, due) -> None:
+    """Record ``due`` (an aware datetime) as the assignment's due date in the gradebook (nbgrader's
+    ``duedate``, which nbgrader's own tools and :mod:`~course_lib.grading.autograder.lateness` read)."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(db_url(root)) as gb:
+        gb.update_or_create_assignment(assignment, duedate=due)
+    print(f"{assignment}: due {due.isoformat()}", file=sys.stderr)
+
+
+def export_lms(root: Path, assignment: str, output: Path, policy: lateness.LatePolicy) -> Path:
+    """Write ``assignment``'s LMS table (:mod:`~course_lib.grading.autograder.lms_export`) to ``output``."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    refused = lms_export.read_refused(root / "reports" / f"{assignment}_not_collected.csv")
+    with Gradebook(db_url(root)) as gb:
+        try:
+            rows = lms_export.export_rows(gb, assignment, policy, results.Store(root, assignment), refused)
+        except MissingEntry:
+            raise ValueError(f"{assignment!r} is not in the gradebook: run `release` first") from None
+    lms_export.write_csv(rows, output)
+    counts = collections.Counter(re.split(r"[:(]", row["status"])[0].strip() for row in rows)
+    print(f"{len(rows)} students written to {output}: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    return output
 
 
 def autograde(root: Path, assignment: str, sandbox: bool | None = None, jobs: int = 1, limits=None,
-              budget: float = 600.0) -> dict[str, float | None]:
-    """Grade every submission of ``assignment`` in one nbgrader call; ``{student: score or None}``.
+              budget: float = 600.0, student: str | None = None, force: bool = False) -> dict[str, float | None]:
+    """Grade the submissions of ``assignment`` (only ``student``'s when given); ``{student: score or None}``.
 
     Unless ``sandbox`` is ``False`` the students' code runs in :mod:`~course_lib.grading.autograder.jail`
     and the tests in this process (:mod:`~course_lib.grading.autograder.session`), ``jobs`` submissions
     at a time; nbgrader then only restores the test cells, records the scores and writes the
-    gradebook; an assignment the sandbox cannot grade is refused (fail closed). With ``sandbox=False``
+    gradebook; an assignment the sandbox cannot grade is refused (fail closed). Each submission's
+    results are kept as it finishes (:mod:`~course_lib.grading.autograder.results`): a rerun after an
+    interruption grades only what is left, unless ``force``. With ``sandbox=False``
     stock nbgrader executes each notebook in one kernel (unsafe: a student can read the hidden tests
     and the gradebook, or fake a pass); nbgrader started any other way refuses to execute. A submission that cannot be
     graded (an unreadable notebook, ...) is reported as ``None``; it does not stop the others.
     """
-    env_extra = None
     reasons = [r for nb in sorted((root / "solutions" / assignment).glob("*.ipynb")) for r in session.unsupported(nb)]
     if reasons and sandbox is not False:  # fail closed: unsandboxed only when the instructor says so
         raise ValueError(f"the sandbox cannot grade {assignment}: " + "; ".join(reasons)
                          + " (--no-sandbox grades it with stock nbgrader, UNSAFE)")
+    selection = [f"--student={student}"] if student else []
+    store = None
     if sandbox is False:
         print(f"WARNING: {assignment} is graded by stock nbgrader, UNSANDBOXED: the students' code runs with the "
               "tests, as the grader's user, in the course folder (--no-sandbox)", file=sys.stderr)
         env_extra = {UNSANDBOXED_ENV: "1"}
     else:
-        warning = session.protections_warning()
-        if warning:
-            print(warning, file=sys.stderr)
-        problems = preflight.preflight(limits or Limits())
-        if problems:  # the set-up's fault: no student is graded, none gets 0 for it
-            raise RuntimeError("grading refused, no submission was graded: " + "; ".join(problems)
-                               + " (`python -m course_lib.grading doctor` checks the set-up)")
-        results = Path(tempfile.mkdtemp(prefix="sandbox-results-"))
-        graded = session.grade_all(root, assignment, results, jobs=jobs, limits=limits or Limits(), budget=budget)
-        _log_events(graded)
-        write_failure_summary(root, assignment, session.failure_summary(graded))
-        env_extra = {SANDBOX_RESULTS_ENV: str(results)}
-    try:
-        result = nbgrader(root, "autograde", assignment, "--force", check=False, env_extra=env_extra)
-    finally:
-        if SANDBOX_RESULTS_ENV in (env_extra or {}):
-            shutil.rmtree(env_extra[SANDBOX_RESULTS_ENV], ignore_errors=True)
+        store = _sandbox_grade(root, assignment, jobs, limits or Limits(), budget, student, force)
+        env_extra = {SANDBOX_RESULTS_ENV: str(store.folder)}
+        todo, leave = store.to_record(student)
+        selection += [f"--CourseDirectory.student_id_exclude={','.join(leave)}"] if leave else []
+    result = None
+    if store is None or todo:
+        result = nbgrader(root, "autograde", assignment, "--force", *selection, check=False, env_extra=env_extra)
+    if store is not None:
+        store.recorded(todo)
     scores = submission_scores(root, assignment)
+    if student:
+        scores = {student: scores.get(student)}
     failed = [s for s, v in scores.items() if v is None]
     # nbgrader exits with 1 when any submission failed; only a failure of all (or of none, i.e. of
     # nbgrader itself) points at the set-up rather than at a student.
-    if result.returncode and (not failed or len(failed) == len(scores)):
+    if result is not None and result.returncode and (not failed or len(failed) == len(scores)):
         raise RuntimeError(f"nbgrader autograde failed (exit code {result.returncode}); see its log above. "
                            f"In a fresh clone, run `make release` first: it puts {assignment} in the gradebook.")
     return scores
+
+
+def _sandbox_grade(root: Path, assignment: str, jobs: int, limits: Limits, budget: float, student: str | None,
+                   force: bool) -> results.Store:
+    """Run the submissions not graded yet in the sandbox, keeping each result as it finishes."""
+    warning = session.protections_warning()
+    if warning:
+        print(warning, file=sys.stderr)
+    problems = preflight.preflight(limits)
+    if problems:  # the set-up's fault: no student is graded, none gets 0 for it
+        raise RuntimeError("grading refused, no submission was graded: " + "; ".join(problems)
+                           + " (`python -m course_lib.grading doctor` checks the set-up)")
+    store = results.Store(root, assignment)
+    todo = store.to_grade(student, force)
+    graded = session.grade_all(root, assignment, store.folder, jobs=jobs, limits=limits, budget=budget,
+                               students=todo, on_result=store.graded)
+    _log_events(graded)
+    write_failure_summary(root, assignment, session.failure_summary(store.load_all()))
+    return store
 
 
 def _log_events(graded: dict[str, dict]) -> None:
@@ -255,40 +310,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m course_lib.grading", description=__doc__.split("\n")[0])
-    parser.add_argument("--root", type=Path, default=Path.cwd(), help="the course directory (default: here)")
-    parser.add_argument("--db-url", help="the gradebook's SQLAlchemy URL, e.g. postgresql+psycopg2://USER@/DB?host=SOCKET_DIR "
-                                         f"(default: ${DB_URL_ENV}, else sqlite:///ROOT/gradebook.db)")
-    parser.add_argument("--isolation", choices=jail_rootless.MODES, help="the sandbox: root (unshare, setpriv), "
-                        "rootless (bubblewrap, an unprivileged user namespace) or auto: root when run as root, else "
-                        f"rootless (default: ${jail_rootless.ISOLATION_ENV}, else auto); none possible: grading is refused")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("release", help="regenerate assignments/ from solutions/").add_argument("assignment", nargs="*")
-    grade = sub.add_parser("autograde", help="grade every submission of an assignment")
-    grade.add_argument("assignment")
-    grade.add_argument("--submissions", type=Path, help="first copy FOLDER/STUDENT.ipynb, FOLDER/STUDENT/ or FOLDER/STUDENT.zip|.tar|.tar.gz|.tgz in "
-                            "(links never followed; only the expected files: see autograder/inbox.py)")
-    mode = grade.add_mutually_exclusive_group()
-    mode.add_argument("--sandbox", dest="sandbox", action="store_true", default=None,
-                      help="sandbox (the default; an assignment whose tests use something with no proxy, "
-                           "session.unsupported, is refused)")
-    mode.add_argument("--no-sandbox", dest="sandbox", action="store_false",
-                      help="UNSAFE: let stock nbgrader run each notebook with its tests in one kernel")
-    grade.add_argument("--max-file-mb", type=int, default=inbox.Policy.max_file >> 20,
-                       help="MiB a submitted file may hold (default 50)")
-    grade.add_argument("--max-submission-mb", type=int, default=inbox.Policy.max_student >> 20,
-                       help="MiB a student's files may hold together (default 200)")
-    grade.add_argument("--jobs", "-j", type=int, default=1, help="submissions graded at once (default 1)")
-    grade.add_argument("--call-timeout", type=float, default=60.0, help="seconds per call of a student's function")
-    grade.add_argument("--start-timeout", type=float, default=120.0, help="seconds to run a student's code cells")
-    grade.add_argument("--timeout", type=float, default=600.0, help="seconds per submission in all")
-    grade.add_argument("--memory", type=int, default=6144, help="MiB of address space per submission")
-    doctor = sub.add_parser("doctor", help="check that this machine can grade in the sandbox (what it protects, "
-                                           "and a known-good submission run through it); autograde runs it first")
-    doctor.add_argument("--start-timeout", type=float, default=120.0, help="seconds for the sandbox to start")
-    sub.add_parser("grades", help="export all grades as CSV").add_argument("--output", type=Path, default=Path("grades.csv"))
-    sub.add_parser("feedback", help="generate feedback HTML for every graded student").add_argument("assignment")
-    return parser
+    return arguments.parser(__doc__.split("\n")[0], DB_URL_ENV)
 
 
 def _main(argv: list[str] | None) -> int:
@@ -302,27 +324,53 @@ def _main(argv: list[str] | None) -> int:
         for path in release(root, args.assignment):
             print(f"released {path.relative_to(root)}")
     elif args.command == "autograde":
-        collected = None
-        if args.submissions:
-            collected = collect(root, args.assignment, args.submissions, max_file=args.max_file_mb << 20,
-                                max_student=args.max_submission_mb << 20)
-            print(f"collected {len(collected.collected)} submissions, refused {len(collected.refused)}")
-        limits = Limits(call_timeout=args.call_timeout, start_timeout=args.start_timeout, memory=args.memory << 20)
-        scores = autograde(root, args.assignment, sandbox=args.sandbox, jobs=max(1, args.jobs), limits=limits,
-                           budget=args.timeout)
-        for student, score in scores.items():
-            print(f"{student:24s} {'NOT GRADED (see the log above)' if score is None else f'{score:g}'}")
-        for student, reason in sorted((collected.refused if collected else {}).items()):
-            if student not in scores:
-                print(f"{student:24s} NOT COLLECTED ({reason})")
+        _autograde_command(root, args)
     elif args.command == "doctor":
         return preflight.doctor(Limits(start_timeout=args.start_timeout))
     elif args.command == "grades":
         export_grades(root, args.output if args.output.is_absolute() else root / args.output)
+    elif args.command == "export":
+        _prepare_gradebook(root, args)
+        output = args.output or Path("exports") / f"{args.assignment}.csv"
+        policy = lateness.parse_policy(args.late_penalty, args.late_cap, args.late_cutoff)
+        export_lms(root, args.assignment, output if output.is_absolute() else root / output, policy)
     elif args.command == "feedback":
         for page in feedback(root, args.assignment):
             print(f"feedback {page.relative_to(root)}")
     return 0
+
+
+def _autograde_command(root: Path, args: argparse.Namespace) -> None:
+    """``autograde``: roster and due date into the gradebook, collection, grading, one line per student."""
+    students = _prepare_gradebook(root, args)
+    collected = None
+    if args.submissions:
+        collected = collect(root, args.assignment, args.submissions, max_file=args.max_file_mb << 20,
+                            max_student=args.max_submission_mb << 20,
+                            pattern=args.pattern or (lms.DEFAULT_PATTERN if args.lms else None), zone=args.timezone)
+        print(f"collected {len(collected.collected)} submissions, refused {len(collected.refused)}")
+        if students is not None:
+            roster.warn_unknown(students, collected.collected)
+    elif args.lms or args.pattern:
+        raise ValueError("--lms and --pattern describe the --submissions folder; give it")
+    limits = Limits(call_timeout=args.call_timeout, start_timeout=args.start_timeout, memory=args.memory << 20)
+    scores = autograde(root, args.assignment, sandbox=args.sandbox, jobs=max(1, args.jobs), limits=limits,
+                       budget=args.timeout, student=args.student, force=args.force or bool(args.student))
+    for student, score in scores.items():
+        print(f"{student:24s} {'NOT GRADED (see the log above)' if score is None else f'{score:g}'}")
+    for student, reason in sorted((collected.refused if collected else {}).items()):
+        if student not in scores:
+            print(f"{student:24s} NOT COLLECTED ({reason})")
+
+
+def _prepare_gradebook(root: Path, args: argparse.Namespace) -> list[roster.Student] | None:
+    """``--roster`` and ``--due`` into the gradebook (before grading or exporting); the roster read."""
+    students = roster.read_roster(args.roster) if args.roster else None
+    if students is not None:
+        roster.import_roster(db_url(root), students)
+    if args.due:
+        set_due_date(root, args.assignment, lms.parse_time(args.due, args.timezone))
+    return students
 
 
 if __name__ == "__main__":

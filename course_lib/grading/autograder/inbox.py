@@ -131,7 +131,7 @@ def _copy(source, fd: int, limit: int) -> int:
     return copied
 
 
-def _open_regular(name: str, dir_fd: int):
+def open_regular(name: str, dir_fd: int):
     """``name`` in the folder ``dir_fd``, opened without following a link; only a regular file."""
     fd = os.open(name, NOFOLLOW, dir_fd=dir_fd)
     mode = os.fstat(fd).st_mode
@@ -151,7 +151,7 @@ def read_folder(intake: Intake, dir_fd: int) -> None:
         elif not stat.S_ISREG(mode):
             intake.refuse(name, f"{kind(mode)}, not a regular file")
         else:
-            intake.offer(name, info.st_size, lambda name=name: _open_regular(name, dir_fd))
+            intake.offer(name, info.st_size, lambda name=name: open_regular(name, dir_fd))
 
 
 def read_entry(intake: Intake, inbox_fd: int, entry: str, form: str) -> None:
@@ -163,7 +163,7 @@ def read_entry(intake: Intake, inbox_fd: int, entry: str, form: str) -> None:
         finally:
             os.close(fd)
         return
-    with _open_regular(entry, inbox_fd) as stream:
+    with open_regular(entry, inbox_fd) as stream:
         if form == "archive":
             read_archive(intake, entry, stream)
         elif len(intake.policy.notebooks) != 1:
@@ -222,19 +222,28 @@ def collect(root: Path, assignment: str, inbox: Path, policy: Policy) -> Report:
     try:
         for entry in sorted(os.listdir(inbox_fd)):
             if found := classify(inbox_fd, entry, report, seen):
-                _collect_one(report, Intake(found[0], policy, Path(tempfile.mkdtemp(prefix=".collect-",
-                                                                                    dir=submitted)), report),
-                             inbox_fd, entry, found[1], submitted / found[0] / assignment)
+                intake = new_intake(found[0], policy, submitted, report)
+                store(report, intake, lambda: read_entry(intake, inbox_fd, entry, found[1]),
+                      submitted / found[0] / assignment, entry)
     finally:
         os.close(inbox_fd)
     return report
 
 
-def _collect_one(report: Report, intake: Intake, inbox_fd: int, entry: str, form: str, dest: Path) -> None:
+def new_intake(student: str, policy: Policy, submitted: Path, report: Report) -> Intake:
+    """An :class:`Intake` for ``student`` staging into a fresh hidden folder of ``submitted/``."""
+    return Intake(student, policy, Path(tempfile.mkdtemp(prefix=".collect-", dir=submitted)), report)
+
+
+def store(report: Report, intake: Intake, read, dest: Path, entry: str, extra: dict[str, str] | None = None) -> None:
+    """Run ``read()`` (which fills ``intake``), then put the staged files at ``dest`` when a notebook is
+    among them; ``extra`` files (name -> text, written by the grader, e.g. ``timestamp.txt``) join them."""
     try:
-        read_entry(intake, inbox_fd, entry, form)
+        read()
         if not set(intake.names) & set(intake.policy.notebooks):
             raise Refused(f"no notebook named {' or '.join(intake.policy.notebooks)} was collected")
+        for name, text in (extra or {}).items():
+            (intake.staging / name).write_text(text, encoding="utf-8")
         dest.parent.mkdir(exist_ok=True)
         intake.staging.chmod(0o755)  # as a folder nbgrader would make (mkdtemp's is 0700)
         if dest.is_dir() and not dest.is_symlink():

@@ -303,12 +303,14 @@ def _failed(outputs: list[dict]) -> bool:
     return any(o.get("output_type") == "error" for o in outputs)
 
 
-def _with_progress(done, total: int, assignment: str) -> dict[str, dict]:
-    """``{student: results}`` from ``done`` as submissions finish, with a progress bar on stderr."""
+def _with_progress(done, total: int, assignment: str, on_result) -> dict[str, dict]:
+    """``{student: results}`` from ``done`` as submissions finish, with a progress bar on stderr;
+    ``on_result(student, results)`` keeps each one the moment it finishes."""
     results, failed = {}, 0
     with tqdm(total=total, desc=f"grading {assignment}", unit="submission", file=sys.stderr, mininterval=1.0) as bar:
         for student, notebooks in done:
             results[student] = notebooks
+            on_result(student, notebooks)
             failed += sum(_failed(o) for r in notebooks.values() for o in r.get("tests", {}).values())
             bar.set_postfix(failed_tests=failed, refresh=False)
             bar.update()
@@ -330,29 +332,34 @@ def failure_summary(results: dict[str, dict]) -> list[tuple[str, int, str]]:
 
 
 def grade_all(root: Path, assignment: str, results_dir: Path, jobs: int = 1, limits: Limits = Limits(),
-              budget: float = 600.0) -> dict[str, dict]:
-    """Sandbox-grade every ``submitted/STUDENT/ASSIGNMENT/*.ipynb``; write ``results_dir/STUDENT/NB.json``."""
+              budget: float = 600.0, students: list[str] | None = None, on_result=None) -> dict[str, dict]:
+    """Sandbox-grade every ``submitted/STUDENT/ASSIGNMENT/*.ipynb`` (only ``students``' when given);
+    each submission's ``results_dir/STUDENT/NB.json`` is written as it finishes (or ``on_result``
+    called), so that a run cut short keeps what it finished."""
     sources = {p.name: p for p in (root / "source" / assignment).glob("*.ipynb")} or \
         {p.name: p for p in (root / "solutions" / assignment).glob("*.ipynb")}
     tasks = []
     for folder in sorted((root / "submitted").glob(f"*/{assignment}")):
+        if students is not None and folder.parent.name not in students:
+            continue
         notebooks = [(str(p), str(sources[p.name])) for p in sorted(folder.glob("*.ipynb")) if p.name in sources]
         tasks.append((folder.parent.name, notebooks, limits, budget))
+    on_result = on_result or (lambda student, notebooks: _write_results(results_dir, student, notebooks))
     if jobs <= 1:
-        results = _with_progress(map(_grade_one, tasks), len(tasks), assignment)
-    else:
-        ctx = multiprocessing.get_context("spawn")
-        slots = ctx.Queue()
-        for i in range(jobs):
-            slots.put(i)
-        with ctx.Pool(jobs, initializer=_init_slot, initargs=(slots,)) as pool:
-            results = _with_progress(pool.imap_unordered(_grade_one, tasks), len(tasks), assignment)
-    for student, notebooks in results.items():
-        for name, result in notebooks.items():
-            path = results_dir / student / f"{name}.json"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(result), encoding="utf-8")
-    return results
+        return _with_progress(map(_grade_one, tasks), len(tasks), assignment, on_result)
+    ctx = multiprocessing.get_context("spawn")
+    slots = ctx.Queue()
+    for i in range(jobs):
+        slots.put(i)
+    with ctx.Pool(jobs, initializer=_init_slot, initargs=(slots,)) as pool:
+        return _with_progress(pool.imap_unordered(_grade_one, tasks), len(tasks), assignment, on_result)
+
+
+def _write_results(results_dir: Path, student: str, notebooks: dict[str, dict]) -> None:
+    for name, result in notebooks.items():
+        path = results_dir / student / f"{name}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result), encoding="utf-8")
 
 
 def protections_warning() -> str | None:

@@ -61,11 +61,13 @@ class Policy:
 @dataclass
 class Report:
     """``collected``: students whose submission was copied; ``refused``: student (or entry) -> why not;
-    ``problems``: ``(student, name, reason)`` of every file that was left out."""
+    ``problems``: ``(student, name, reason)`` of every file that was left out; ``submitted_at``:
+    student -> time of submission (ISO 8601, UTC), where the LMS download's file names give it."""
 
     collected: list[str] = field(default_factory=list)
     refused: dict[str, str] = field(default_factory=dict)
     problems: list[tuple[str, str, str]] = field(default_factory=list)
+    submitted_at: dict[str, str] = field(default_factory=dict)
 
 
 def expected_files(release: Path, max_file: int = 50 * MiB, max_student: int = 200 * MiB) -> Policy:
