@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 
 import course_lib
-from course_lib.grading.autograder import inbox, preflight, session
+from course_lib.grading.autograder import distributed, inbox, preflight, session
 from course_lib.grading.autograder.jail import Limits
 from course_lib.grading.autograder.nbgrader_plugins import SANDBOX_RESULTS_ENV, UNSANDBOXED_ENV
 
@@ -107,7 +107,7 @@ def collect(root: Path, assignment: str, folder: Path, max_file: int = inbox.Pol
 
 
 def autograde(root: Path, assignment: str, sandbox: bool | None = None, jobs: int = 1, limits=None,
-              budget: float = 600.0) -> dict[str, float | None]:
+              budget: float = 600.0, scheduler: str | None = None) -> dict[str, float | None]:
     """Grade every submission of ``assignment`` in one nbgrader call; ``{student: score or None}``.
 
     Unless ``sandbox`` is ``False`` the students' code runs in :mod:`~course_lib.grading.autograder.jail`
@@ -116,7 +116,8 @@ def autograde(root: Path, assignment: str, sandbox: bool | None = None, jobs: in
     gradebook; an assignment the sandbox cannot grade is refused (fail closed). With ``sandbox=False``
     stock nbgrader executes each notebook in one kernel (unsafe: a student can read the hidden tests
     and the gradebook, or fake a pass); nbgrader started any other way refuses to execute. A submission that cannot be
-    graded (an unreadable notebook, ...) is reported as ``None``; it does not stop the others.
+    graded (an unreadable notebook, ...) is reported as ``None``; it does not stop the others. With
+    ``scheduler``, a Dask cluster grades (:mod:`~course_lib.grading.autograder.distributed`).
     """
     env_extra = None
     reasons = [r for nb in sorted((root / "solutions" / assignment).glob("*.ipynb")) for r in session.unsupported(nb)]
@@ -127,16 +128,17 @@ def autograde(root: Path, assignment: str, sandbox: bool | None = None, jobs: in
         print(f"WARNING: {assignment} is graded by stock nbgrader, UNSANDBOXED: the students' code runs with the "
               "tests, as the grader's user, in the course folder (--no-sandbox)", file=sys.stderr)
         env_extra = {UNSANDBOXED_ENV: "1"}
-    else:
-        warning = session.protections_warning()
+    else:  # with a scheduler, the cluster's workers sandbox, each checked before its first submission
+        warning = None if scheduler else session.protections_warning()
         if warning:
             print(warning, file=sys.stderr)
-        problems = preflight.preflight(limits or Limits())
+        problems = [] if scheduler else preflight.preflight(limits or Limits())
         if problems:  # the set-up's fault: no student is graded, none gets 0 for it
             raise RuntimeError("grading refused, no submission was graded: " + "; ".join(problems)
                                + " (`python -m course_lib.grading doctor` checks the set-up)")
         results = Path(tempfile.mkdtemp(prefix="sandbox-results-"))
-        graded = session.grade_all(root, assignment, results, jobs=jobs, limits=limits or Limits(), budget=budget)
+        graded = (distributed.grade_all(scheduler, root, assignment, results, limits or Limits(), budget) if scheduler
+                  else session.grade_all(root, assignment, results, jobs=jobs, limits=limits or Limits(), budget=budget))
         _log_events(graded)
         write_failure_summary(root, assignment, session.failure_summary(graded))
         env_extra = {SANDBOX_RESULTS_ENV: str(results)}
@@ -276,6 +278,8 @@ def _parser() -> argparse.ArgumentParser:
     grade.add_argument("--max-submission-mb", type=int, default=inbox.Policy.max_student >> 20,
                        help="MiB a student's files may hold together (default 200)")
     grade.add_argument("--jobs", "-j", type=int, default=1, help="submissions graded at once (default 1)")
+    grade.add_argument("--scheduler", metavar="ADDRESS", help="grade on the Dask cluster of this scheduler "
+                       "(tcp://HOST:8786) instead of here; the gradebook is still written here (README: grading)")
     grade.add_argument("--call-timeout", type=float, default=60.0, help="seconds per call of a student's function")
     grade.add_argument("--start-timeout", type=float, default=120.0, help="seconds to run a student's code cells")
     grade.add_argument("--timeout", type=float, default=600.0, help="seconds per submission in all")
@@ -304,7 +308,7 @@ def _main(argv: list[str] | None) -> int:
             print(f"collected {len(collected.collected)} submissions, refused {len(collected.refused)}")
         limits = Limits(call_timeout=args.call_timeout, start_timeout=args.start_timeout, memory=args.memory << 20)
         scores = autograde(root, args.assignment, sandbox=args.sandbox, jobs=max(1, args.jobs), limits=limits,
-                           budget=args.timeout)
+                           budget=args.timeout, scheduler=args.scheduler)
         for student, score in scores.items():
             print(f"{student:24s} {'NOT GRADED (see the log above)' if score is None else f'{score:g}'}")
         for student, reason in sorted((collected.refused if collected else {}).items()):
