@@ -1,11 +1,16 @@
-"""Shared fixtures: the repository root, CUDA skipping, and executing chapters with papermill."""
+"""Shared fixtures: the repository root, CUDA skipping, executing chapters with papermill, and a
+PostgreSQL server for the gradebook tests."""
 from __future__ import annotations
 
+import glob
 import hashlib
 import io
 import json
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -60,6 +65,48 @@ def zip_bytes(members: dict[str, bytes]) -> bytes:
         for name, data in members.items():
             archive.writestr(name, data)
     return buffer.getvalue()
+
+
+#: Debian's PostgreSQL programs (package postgresql), newest version last; empty if not installed.
+POSTGRES_BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+
+
+def _as_postgres(*cmd: str) -> None:
+    subprocess.run(["runuser", "-u", "postgres", "--", *cmd], check=True, capture_output=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A PostgreSQL server of this module's own, on a Unix socket (no TCP), with an empty database
+    ``gradebook``: ``{"url": SQLAlchemy URL, "socket": folder}``. Skips when it cannot start (not
+    installed, not root)."""
+    if not POSTGRES_BIN:
+        pytest.skip("PostgreSQL is not installed (Debian package postgresql)")
+    base = Path(tempfile.mkdtemp(prefix="gradebook-pg-"))
+    data, sock, bindir = base / "data", base / "sock", POSTGRES_BIN[-1]
+    try:
+        os.chmod(base, 0o755)
+        shutil.chown(base, "postgres", "postgres")
+        sock.mkdir()
+        shutil.chown(sock, "postgres", "postgres")
+        _as_postgres(f"{bindir}/initdb", "-D", str(data), "-A", "trust", "-U", "postgres")
+        _as_postgres(f"{bindir}/pg_ctl", "-D", str(data), "-w", "-l", str(base / "log"),
+                     "-o", f"-k {sock} -c listen_addresses=''", "start")
+        _as_postgres(f"{bindir}/createdb", "-h", str(sock), "-U", "postgres", "gradebook")
+    except (OSError, LookupError, subprocess.SubprocessError) as err:
+        _stop_postgres(bindir, data, base)
+        pytest.skip(f"PostgreSQL could not start: {err}")
+    try:
+        yield {"url": f"postgresql+psycopg2://postgres@/gradebook?host={sock}", "socket": sock}
+    finally:
+        _stop_postgres(bindir, data, base)
+
+
+def _stop_postgres(bindir: str, data: Path, base: Path) -> None:
+    if data.exists():
+        subprocess.run(["runuser", "-u", "postgres", "--", f"{bindir}/pg_ctl", "-D", str(data), "-m", "immediate",
+                        "stop"], capture_output=True, timeout=60)
+    shutil.rmtree(base, ignore_errors=True)
 
 
 def chapter_notebooks() -> list[Path]:

@@ -6,52 +6,23 @@ scores, and a submission that tries to reach the database's socket from the sand
 """
 from __future__ import annotations
 
-import glob
 import json
 import os
 import shutil
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import POSTGRES_BIN, ROOT
 from submission_bank import ASSIGNMENT, POINTS, RELEASE, solution_code
 
 from course_lib.grading.autograder import cli, jail
 
-BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
 pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not BIN, reason="PostgreSQL is not installed (Debian package postgresql)"),
+              pytest.mark.skipif(not POSTGRES_BIN, reason="PostgreSQL is not installed (Debian package postgresql)"),
               pytest.mark.skipif(not jail.can_isolate(), reason="needs root: runs PostgreSQL as its own user "
                                  "and the sandbox; CI runs as root")]
-
-
-def _as_postgres(*cmd: str) -> None:
-    subprocess.run(["runuser", "-u", "postgres", "--", *cmd], check=True, capture_output=True, timeout=120)
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    base = Path(tempfile.mkdtemp(prefix="gradebook-pg-"))
-    os.chmod(base, 0o755)
-    shutil.chown(base, "postgres", "postgres")
-    data, sock = base / "data", base / "sock"
-    sock.mkdir()
-    shutil.chown(sock, "postgres", "postgres")
-    bindir = BIN[-1]
-    _as_postgres(f"{bindir}/initdb", "-D", str(data), "-A", "trust", "-U", "postgres")
-    _as_postgres(f"{bindir}/pg_ctl", "-D", str(data), "-w", "-l", str(base / "log"),
-                 "-o", f"-k {sock} -c listen_addresses=''", "start")
-    try:
-        _as_postgres(f"{bindir}/createdb", "-h", str(sock), "-U", "postgres", "gradebook")
-        yield {"url": f"postgresql+psycopg2://postgres@/gradebook?host={sock}", "socket": sock}
-    finally:
-        subprocess.run(["runuser", "-u", "postgres", "--", f"{bindir}/pg_ctl", "-D", str(data), "-m", "immediate",
-                        "stop"], capture_output=True, timeout=60)
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def _notebook(cells: dict[str, str]) -> str:

@@ -74,6 +74,9 @@ def _autograde(grade: argparse.ArgumentParser) -> None:
     grade.add_argument("--max-submission-mb", type=int, default=Policy.max_student >> 20,
                        help="MiB a student's files may hold together")
     grade.add_argument("--jobs", "-j", type=int, default=1, help="submissions graded at once")
+    grade.add_argument("--scheduler", metavar="ADDRESS", help="grade on the Dask cluster of this scheduler "
+                       "(tcp://HOST:8786) instead of here (--jobs is then the cluster's workers); the gradebook is "
+                       "still written here (README: grading)")
     grade.add_argument("--call-timeout", type=float, default=60.0, help="seconds per call of a student's function")
     grade.add_argument("--start-timeout", type=float, default=120.0, help="seconds to run a student's code cells")
     grade.add_argument("--timeout", type=float, default=600.0, help="seconds per submission in all")

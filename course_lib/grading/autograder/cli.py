@@ -29,8 +29,8 @@ import sys
 from pathlib import Path
 
 import course_lib
-from course_lib.grading.autograder import (arguments, inbox, jail_rootless, lateness, lms, lms_export, preflight,
-                                          results, roster, session)
+from course_lib.grading.autograder import (arguments, distributed, inbox, jail_rootless, lateness, lms, lms_export,
+                                          preflight, results, roster, session)
 from course_lib.grading.autograder.jail import Limits
 from course_lib.grading.autograder.nbgrader_plugins import SANDBOX_RESULTS_ENV, UNSANDBOXED_ENV
 
@@ -146,7 +146,8 @@ def export_lms(root: Path, assignment: str, output: Path, policy: lateness.LateP
 
 
 def autograde(root: Path, assignment: str, sandbox: bool | None = None, jobs: int = 1, limits=None,
-              budget: float = 600.0, student: str | None = None, force: bool = False) -> dict[str, float | None]:
+              budget: float = 600.0, student: str | None = None, force: bool = False,
+              scheduler: str | None = None) -> dict[str, float | None]:
     """Grade the submissions of ``assignment`` (only ``student``'s when given); ``{student: score or None}``.
 
     Unless ``sandbox`` is ``False`` the students' code runs in :mod:`~course_lib.grading.autograder.jail`
@@ -157,7 +158,8 @@ def autograde(root: Path, assignment: str, sandbox: bool | None = None, jobs: in
     interruption grades only what is left, unless ``force``. With ``sandbox=False``
     stock nbgrader executes each notebook in one kernel (unsafe: a student can read the hidden tests
     and the gradebook, or fake a pass); nbgrader started any other way refuses to execute. A submission that cannot be
-    graded (an unreadable notebook, ...) is reported as ``None``; it does not stop the others.
+    graded (an unreadable notebook, ...) is reported as ``None``; it does not stop the others. With
+    ``scheduler``, a Dask cluster grades (:mod:`~course_lib.grading.autograder.distributed`).
     """
     reasons = [r for nb in sorted((root / "solutions" / assignment).glob("*.ipynb")) for r in session.unsupported(nb)]
     if reasons and sandbox is not False:  # fail closed: unsandboxed only when the instructor says so
@@ -170,7 +172,7 @@ def autograde(root: Path, assignment: str, sandbox: bool | None = None, jobs: in
               "tests, as the grader's user, in the course folder (--no-sandbox)", file=sys.stderr)
         env_extra = {UNSANDBOXED_ENV: "1"}
     else:
-        store = _sandbox_grade(root, assignment, jobs, limits or Limits(), budget, student, force)
+        store = _sandbox_grade(root, assignment, jobs, limits or Limits(), budget, student, force, scheduler)
         env_extra = {SANDBOX_RESULTS_ENV: str(store.folder)}
         todo, leave = store.to_record(student)
         selection += [f"--CourseDirectory.student_id_exclude={','.join(leave)}"] if leave else []
@@ -192,19 +194,24 @@ def autograde(root: Path, assignment: str, sandbox: bool | None = None, jobs: in
 
 
 def _sandbox_grade(root: Path, assignment: str, jobs: int, limits: Limits, budget: float, student: str | None,
-                   force: bool) -> results.Store:
-    """Run the submissions not graded yet in the sandbox, keeping each result as it finishes."""
-    warning = session.protections_warning()
+                   force: bool, scheduler: str | None = None) -> results.Store:
+    """Run the submissions not graded yet in the sandbox, keeping each result as it finishes; with a
+    ``scheduler``, the cluster's workers sandbox (each checks its machine before its first submission)."""
+    warning = None if scheduler else session.protections_warning()
     if warning:
         print(warning, file=sys.stderr)
-    problems = preflight.preflight(limits)
+    problems = [] if scheduler else preflight.preflight(limits)
     if problems:  # the set-up's fault: no student is graded, none gets 0 for it
         raise RuntimeError("grading refused, no submission was graded: " + "; ".join(problems)
                            + " (`python -m course_lib.grading doctor` checks the set-up)")
     store = results.Store(root, assignment)
     todo = store.to_grade(student, force)
-    graded = session.grade_all(root, assignment, store.folder, jobs=jobs, limits=limits, budget=budget,
-                               students=todo, on_result=store.graded)
+    if scheduler:
+        graded = distributed.grade_all(scheduler, root, assignment, store.folder, limits, budget, students=todo,
+                                       on_result=store.graded)
+    else:
+        graded = session.grade_all(root, assignment, store.folder, jobs=jobs, limits=limits, budget=budget,
+                                   students=todo, on_result=store.graded)
     _log_events(graded)
     write_failure_summary(root, assignment, session.failure_summary(store.load_all()))
     return store
@@ -353,9 +360,12 @@ def _autograde_command(root: Path, args: argparse.Namespace) -> None:
             roster.warn_unknown(students, collected.collected)
     elif args.lms or args.pattern:
         raise ValueError("--lms and --pattern describe the --submissions folder; give it")
+    if args.scheduler and args.sandbox is False:
+        raise ValueError("--scheduler grades in the workers' sandboxes; it cannot be combined with --no-sandbox")
     limits = Limits(call_timeout=args.call_timeout, start_timeout=args.start_timeout, memory=args.memory << 20)
     scores = autograde(root, args.assignment, sandbox=args.sandbox, jobs=max(1, args.jobs), limits=limits,
-                       budget=args.timeout, student=args.student, force=args.force or bool(args.student))
+                       budget=args.timeout, student=args.student, force=args.force or bool(args.student),
+                       scheduler=args.scheduler)
     for student, score in scores.items():
         print(f"{student:24s} {'NOT GRADED (see the log above)' if score is None else f'{score:g}'}")
     for student, reason in sorted((collected.refused if collected else {}).items()):

@@ -41,6 +41,10 @@ SANDBOX_RESULTS_ENV = "COURSE_SANDBOX_RESULTS"
 #: Set (to ``1``) only by ``python -m course_lib.grading autograde --no-sandbox``: the instructor
 #: asked for stock, unsandboxed execution. Without it or the results, nbgrader refuses to execute.
 UNSANDBOXED_ENV = "COURSE_GRADE_UNSANDBOXED"
+#: The key of a sandbox result that says the submission could not be graded, and why (the grading
+#: machine died, could not start a sandbox, ran another course_lib): nbgrader then fails that
+#: submission, which is listed as NOT GRADED, never scored 0 for the set-up's fault.
+NOT_GRADED = "not_graded"
 
 
 class RefuseUnsandboxed(NbGraderPreprocessor):
@@ -57,7 +61,8 @@ class RefuseUnsandboxed(NbGraderPreprocessor):
 class SandboxResults(NbGraderPreprocessor):
     """In the place of ``Execute``: each test cell gets the outputs that the sandboxed grading
     (:mod:`course_lib.grading.autograder.session`) produced for it; no student code runs in nbgrader.
-    A test without a result (the sandbox failed for this student) gets an error: 0 points."""
+    A test without a result (the sandbox failed for this student) gets an error: 0 points; a result
+    marked :data:`NOT_GRADED` fails the submission (not graded, no score)."""
 
     def preprocess(self, nb, resources):
         info = resources["nbgrader"]
@@ -67,6 +72,8 @@ class SandboxResults(NbGraderPreprocessor):
         except (OSError, ValueError) as err:
             self.log.error("no sandbox result for %s/%s: %s", info["student"], info["notebook"], err)
             result = {"tests": {}, "events": [f"no sandbox result: {err}"]}
+        if result.get(NOT_GRADED):
+            raise RuntimeError(f"{info['student']} is not graded: {result[NOT_GRADED]}")
         for event in result.get("events", []):
             self.log.warning("%s: %s", info["student"], event)
         self._tests = result.get("tests", {})

@@ -23,6 +23,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from course_lib.grading.autograder.nbgrader_plugins import NOT_GRADED
+
 FOLDER = "grading-results"
 GRADED, RECORDED = ".graded", ".recorded"
 
@@ -83,10 +85,13 @@ class Store:
         return todo
 
     def graded(self, student: str, notebooks: dict[str, dict]) -> None:
-        """Keep one student's sandbox results (called as the submission finishes); ``.graded`` last."""
+        """Keep one student's sandbox results (called as the submission finishes); ``.graded`` last,
+        and not at all when the grading itself failed (a lost cluster worker): a rerun tries again."""
         for name, result in notebooks.items():
             write_atomic(self.folder / student / f"{name}.json", json.dumps(result))
         (self.folder / student / RECORDED).unlink(missing_ok=True)
+        if any(result.get(NOT_GRADED) for result in notebooks.values()):
+            return
         write_atomic(self.folder / student / GRADED, fingerprint(self.submission(student)))
 
     def to_record(self, student: str | None = None) -> tuple[list[str], list[str]]:

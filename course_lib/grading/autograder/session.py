@@ -288,7 +288,10 @@ def _init_slot(slots) -> None:
     _SLOT = slots.get()
 
 
-def _grade_one(task: tuple) -> tuple:
+def grade_one(task: tuple) -> tuple:
+    """The unit of work of every way of grading a class (one process, ``--jobs N``, a Dask cluster):
+    ``(student, [(submitted notebook, source notebook), ...], limits, budget)`` in, ``(student,
+    {notebook name: plain results})`` out; an error of the grader is recorded, never raised."""
     student, notebooks, limits, budget = task
     out = {}
     for student_nb, source_nb in notebooks:
@@ -303,7 +306,7 @@ def _failed(outputs: list[dict]) -> bool:
     return any(o.get("output_type") == "error" for o in outputs)
 
 
-def _with_progress(done, total: int, assignment: str, on_result) -> dict[str, dict]:
+def with_progress(done, total: int, assignment: str, on_result) -> dict[str, dict]:
     """``{student: results}`` from ``done`` as submissions finish, with a progress bar on stderr;
     ``on_result(student, results)`` keeps each one the moment it finishes."""
     results, failed = {}, 0
@@ -336,26 +339,33 @@ def grade_all(root: Path, assignment: str, results_dir: Path, jobs: int = 1, lim
     """Sandbox-grade every ``submitted/STUDENT/ASSIGNMENT/*.ipynb`` (only ``students``' when given);
     each submission's ``results_dir/STUDENT/NB.json`` is written as it finishes (or ``on_result``
     called), so that a run cut short keeps what it finished."""
-    sources = {p.name: p for p in (root / "source" / assignment).glob("*.ipynb")} or \
-        {p.name: p for p in (root / "solutions" / assignment).glob("*.ipynb")}
+    sources = source_notebooks(root, assignment)
     tasks = []
     for folder in sorted((root / "submitted").glob(f"*/{assignment}")):
         if students is not None and folder.parent.name not in students:
             continue
         notebooks = [(str(p), str(sources[p.name])) for p in sorted(folder.glob("*.ipynb")) if p.name in sources]
         tasks.append((folder.parent.name, notebooks, limits, budget))
-    on_result = on_result or (lambda student, notebooks: _write_results(results_dir, student, notebooks))
+    on_result = on_result or (lambda student, notebooks: write_result(results_dir, student, notebooks))
     if jobs <= 1:
-        return _with_progress(map(_grade_one, tasks), len(tasks), assignment, on_result)
+        return with_progress(map(grade_one, tasks), len(tasks), assignment, on_result)
     ctx = multiprocessing.get_context("spawn")
     slots = ctx.Queue()
     for i in range(jobs):
         slots.put(i)
     with ctx.Pool(jobs, initializer=_init_slot, initargs=(slots,)) as pool:
-        return _with_progress(pool.imap_unordered(_grade_one, tasks), len(tasks), assignment, on_result)
+        return with_progress(pool.imap_unordered(grade_one, tasks), len(tasks), assignment, on_result)
 
 
-def _write_results(results_dir: Path, student: str, notebooks: dict[str, dict]) -> None:
+def source_notebooks(root: Path, assignment: str) -> dict[str, Path]:
+    """``{name: path}`` of the instructor's notebooks (hidden tests included) that submissions are graded by."""
+    return {p.name: p for p in (root / "source" / assignment).glob("*.ipynb")} or \
+        {p.name: p for p in (root / "solutions" / assignment).glob("*.ipynb")}
+
+
+def write_result(results_dir: Path, student: str, notebooks: dict[str, dict]) -> None:
+    """``results_dir/STUDENT/NB.json``: what nbgrader's autograde reads
+    (:class:`~course_lib.grading.autograder.nbgrader_plugins.SandboxResults`)."""
     for name, result in notebooks.items():
         path = results_dir / student / f"{name}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
