@@ -21,6 +21,7 @@ from nbgrader.preprocessors import ClearHiddenTests, Execute, GetGrades, IgnoreP
 from traitlets import List
 
 from course_lib.grading.autograder.inert import inert_notebook
+from course_lib.grading.autograder.student_text import event_lines
 
 
 class StderrToStdout(NbGraderPreprocessor):
@@ -68,7 +69,8 @@ class SandboxResults(NbGraderPreprocessor):
             self.log.error("no sandbox result for %s/%s: %s", info["student"], info["notebook"], err)
             result = {"tests": {}, "events": [f"no sandbox result: {err}"]}
         for event in result.get("events", []):
-            self.log.warning("%s: %s", info["student"], event)
+            for line in event_lines(info["student"], info["notebook"], event):
+                self.log.warning("%s", line)
         self._tests = result.get("tests", {})
         for cell in nb.cells:
             if cell.cell_type == "code":
