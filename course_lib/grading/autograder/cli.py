@@ -313,7 +313,8 @@ def _main(argv: list[str] | None) -> int:
         scores = autograde(root, args.assignment, sandbox=args.sandbox, jobs=max(1, args.jobs), limits=limits,
                            budget=args.timeout)
         for student, score in scores.items():
-            print(f"{student_text.escape(student):24s} {'NOT GRADED (see the log above)' if score is None else f'{score:g}'}")
+            shown = "NOT GRADED (see the log above)" if score is None else f"{score:g}"
+            print(f"{student_text.escape(student):24s} {shown}")
         for student, reason in sorted((collected.refused if collected else {}).items()):
             if student not in scores:
                 print(f"{student_text.escape(student):24s} NOT COLLECTED ({student_text.escape(reason)})")

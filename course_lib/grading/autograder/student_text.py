@@ -57,7 +57,8 @@ def student_says(text: str) -> str:
 def event_lines(student: str, notebook: str, event: str) -> list[str]:
     """One event of a submission as log lines: the grader's first line, then the student's lines marked."""
     first, _, rest = str(event).partition("\n")
-    return [f"[sandbox] {escape(student)}/{escape(notebook)}: {escape(first)}"] + (marked(student, rest) if rest else [])
+    grader = f"[sandbox] {escape(student)}/{escape(notebook)}: {escape(first)}"
+    return [grader] + (marked(student, rest) if rest else [])
 
 
 def relay(stream, target) -> None:
