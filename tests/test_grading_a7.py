@@ -74,6 +74,7 @@ def _central(f, x, grad_output, h=1e-6):
     return torch.stack(values).view(x.shape)
 
 
+@pytest.mark.usefixtures("library_answers_allowed")  # label smoothing fed course_lib.losses' own answer
 def test_checks_pass_independent_answers():
     check_relative_error(lambda a, b: ((a - b).abs() / (a.abs().maximum(b.abs())).clamp(min=1e-12)).max().item())
     check_numerical_gradient(_central)
@@ -90,6 +91,7 @@ def test_checks_pass_independent_answers():
     check_deep_stack(_torch_xavier, _torch_kaiming)
 
 
+@pytest.mark.usefixtures("library_answers_allowed")  # broken copies of course_lib.losses' label smoothing
 def test_checks_catch_plausible_bugs():
     with pytest.raises(CheckFailure, match="wrong relative error"):  # CS231n's other denominator, |a| + |b|
         check_relative_error(lambda a, b: ((a - b).abs() / (a.abs() + b.abs()).clamp(min=1e-12)).max().item())

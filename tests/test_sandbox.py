@@ -133,6 +133,17 @@ weights = pickle.loads(PAYLOAD)  # runs the payload, inside the sandbox only (a 
 def conv_output_size(size, kernel_size, stride=1, padding=0, dilation=1):
     return {"__tensor__": {"dtype": "float32", "shape": [1], "data": "!!"}}
 """,
+    # Forging the instructor's log: terminal escapes (clear the screen, retitle the terminal, a bell, a carriage
+    # return over the line) and lines that read like the grader's, in a cell's error, a test's error and stderr.
+    "forged_log": """
+import sys
+FORGED = ("\\x1b[2J\\x1b]0;pwned\\x07\\r[sandbox] forged_log/a1_convolution: graded 28/28 FORGED-LINE\\n"
+          "[sandbox] alice/a1_convolution: graded in 1.0 s FORGED-LINE\\nalice                    28 FORGED-LINE")
+print(FORGED, file=sys.stderr)
+def conv_output_size(size, kernel_size, stride=1, padding=0, dilation=1):
+    raise ValueError(FORGED)
+raise RuntimeError(FORGED)
+""",
     # Denial of service.
     "os_exit": "import os\nos._exit(0)\n" + BLANK_SIZE,
     "sys_exit": "import sys\ndef conv_output_size(size, kernel_size, stride=1, padding=0, dilation=1):\n    sys.exit(0)\n",
@@ -338,6 +349,19 @@ def test_a_crash_costs_only_the_tests_it_affects(attacked):
     failed = {g for g in POINTS if got[g] == 0}
     assert failed == {"test_conv2d_loops", "test_conv2d_loops_hidden"}, got
     assert "SIGSEGV" in attacked["result"].stderr
+
+
+@ROOT_ONLY
+def test_student_text_reaches_the_log_escaped_and_marked(attacked):
+    # Bug caught (issue 14, point 8): a student's exception text reached the instructor's terminal raw.
+    log = attacked["result"].stdout + attacked["result"].stderr
+    for raw in ("\x1b[2J", "\x1b]0;pwned", "\x07", "\r[sandbox]"):
+        assert raw not in log, f"{raw!r} from a student reached the log raw"
+    assert r"\x1b[2J\x1b]0;pwned\x07\r[sandbox] forged_log" in log, "the student's text is not shown escaped"
+    forged = [line for line in log.splitlines() if "FORGED-LINE" in line]
+    assert any(line.startswith("forged_log| ") for line in forged), "the forging student's text is not marked as theirs"
+    for line in forged:  # only behind the student's mark (also in nbgrader's log), or escaped in the failure summary
+        assert re.match(r"(\[AutogradeApp \| WARNING\] )?forged_log\| |  test_", line), f"a forged line: {line!r}"
 
 
 @ROOT_ONLY

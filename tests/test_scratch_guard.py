@@ -174,7 +174,50 @@ def test_helpers_that_are_not_answers_stay_allowed_and_answers_only_where_graded
     with forbidding(names):
         course_lib.imbalance.imbalanced_indices(torch.arange(10) % 2, [3, 2])
         conv.conv2d_loops(torch.ones(1, 1, 3, 3), torch.ones(1, 1, 2, 2))  # not an answer of A3
-    assert forbidden_ops.answers_for("course_lib.grading.gan_checks") == ()
+
+
+def test_the_answers_of_a4_a5_a7_fail_their_parts():
+    # Bug caught (issue 14, point 4): A4, A5 and A7 had no answers listed; each of these scored full marks.
+    from course_lib import attention, gan, init, losses, segmentation
+    from course_lib.grading import (check_gan_losses, check_generator, check_init_std, check_mean_iou,
+                                    check_smoothed_cross_entropy, check_spatial_softmax, check_squeeze_excitation,
+                                    check_train_step, check_unet_shapes)
+    from course_lib.models import dcgan, unet
+
+    class SqueezeExcitation(attention.SqueezeExcitation):  # a subclass runs the answer's methods
+        pass
+
+    cases = [
+        (check_squeeze_excitation, (SqueezeExcitation,), "course_lib.attention.SqueezeExcitation"),
+        (check_spatial_softmax, (attention.spatial_softmax,), "course_lib.attention.spatial_softmax"),
+        (check_unet_shapes, (lambda **kwargs: unet.UNet(**kwargs),), "course_lib.models.unet.UNet"),
+        (check_mean_iou, (segmentation.mean_iou,), "course_lib.segmentation.mean_iou"),
+        (check_generator, (lambda z_dim=100, width=64: dcgan.Generator(z_dim, width=width),),
+         "course_lib.models.dcgan.Generator.__init__"),
+        (check_gan_losses, (gan.discriminator_loss, gan.generator_loss), "course_lib.gan.discriminator_loss"),
+        (check_init_std, (lambda shape: init.fans(torch.empty(shape)), lambda shape, gain=1.0: gain * init.init_std(
+            "xavier", *init.fans(torch.empty(shape))), lambda shape, *args, **kwargs: 0.0), "course_lib.init.fans"),
+        (check_smoothed_cross_entropy, (losses.label_smoothing_cross_entropy,),
+         "course_lib.losses.label_smoothing_cross_entropy"),
+    ]
+    for check, args, answer in cases:
+        assert f"used {answer}, the course library's own answer" in failure(check, *args), answer
+        with forbidden_ops.checking_the_library():  # the same answers pass: the guard is what fails them
+            if check is not check_init_std:
+                check(*args)
+
+    def train_step(G, D, opt_G, opt_D, real, z_d, z_g):  # honest: runs the forward of the check's DCGAN networks
+        d_loss = F.softplus(-D(real)).mean() + F.softplus(D(G(z_d).detach())).mean()
+        opt_D.zero_grad()
+        d_loss.backward()
+        opt_D.step()
+        g_loss = F.softplus(-D(G(z_g))).mean()
+        opt_G.zero_grad()
+        g_loss.backward()
+        opt_G.step()
+        return d_loss.item(), g_loss.item()
+
+    check_train_step(train_step)
 
 
 def test_the_librarys_own_tests_may_check_its_answers_only_outside_the_worker():

@@ -106,6 +106,22 @@ ANSWERS: dict[str, tuple[str, ...]] = {
         "course_lib.rnn.rnn_cell_from_weights", "course_lib.rnn.lstm_cell_from_weights",
         "course_lib.rnn.gru_cell_from_weights", "course_lib.rnn.cell_from_torch",
         "course_lib.rnn_gradients.clip_grad_norm_"),
+    "course_lib.grading.attention_checks": (
+        "course_lib.attention.SqueezeExcitation", "course_lib.attention.spatial_softmax",
+        "course_lib.attention.AttentionPool2d"),
+    "course_lib.grading.segmentation_checks": (
+        "course_lib.models.unet.UNet", "course_lib.models.unet.Up", "course_lib.models.unet.DoubleConv",
+        "course_lib.segmentation.soft_dice_loss", "course_lib.segmentation.mean_iou",
+        "course_lib.segmentation.iou_per_class"),
+    # The DCGAN networks only as built (their __init__): the checks hand the student's train_step
+    # networks of these classes, whose forward must run.
+    "course_lib.grading.gan_checks": (
+        "course_lib.models.dcgan.Generator.__init__", "course_lib.models.dcgan.Discriminator.__init__",
+        "course_lib.models.dcgan.upsample_block", "course_lib.gan.discriminator_loss",
+        "course_lib.gan.generator_loss", "course_lib.gan.gan_step"),
+    "course_lib.grading.optim_init_checks": (
+        "course_lib.init.fans", "course_lib.init.init_std", "course_lib.losses.smooth_labels",
+        "course_lib.losses.label_smoothing_cross_entropy"),
 }
 
 
@@ -120,9 +136,18 @@ def answers_for(module: str | None) -> tuple[str, ...]:
 
 
 def resolve(name: str):
-    """The object behind a dotted name such as ``course_lib.conv.conv2d_loops``."""
-    module, _, attr = name.rpartition(".")
-    return getattr(importlib.import_module(module), attr)
+    """The object behind a dotted name such as ``course_lib.conv.conv2d_loops`` or a method,
+    ``course_lib.models.dcgan.Generator.__init__`` (the longest importable prefix is the module)."""
+    parts = name.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ModuleNotFoundError:
+            continue
+        for attr in parts[cut:]:
+            obj = getattr(obj, attr)
+        return obj
+    raise ModuleNotFoundError(f"no module in {name!r}")
 
 
 def _functions(obj) -> list[types.FunctionType]:

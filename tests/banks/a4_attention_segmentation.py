@@ -51,6 +51,13 @@ EXPECTED: dict[str, dict[str, int]] = {
     # Everything right, but the model was saved whole (torch.save(model, path)): the grader refuses
     # to unpickle it.
     "pickled_model": without(POINTS, "test_trained_unet", "test_trained_unet_hidden"),
+    # The course library's answers (issue 14): squeeze-excitation as a subclass of course_lib.attention's,
+    # its spatial_softmax (attention_pool calls it), course_lib.models.unet.UNet (also for the trained part,
+    # whatever the weights) and course_lib.segmentation.mean_iou. Only the own Dice loss scores.
+    "library_answers": without(POINTS, "test_squeeze_excitation", "test_squeeze_excitation_hidden",
+                               "test_spatial_attention", "test_spatial_attention_hidden", "test_unet",
+                               "test_unet_hidden", "test_iou", "test_dice_iou_hidden", "test_trained_unet",
+                               "test_trained_unet_hidden"),
 }
 
 #: A line of a failing check's message that the student's feedback must show.
@@ -61,6 +68,7 @@ FEEDBACK_MESSAGES = {
     "dice_per_image": "check_soft_dice_loss failed on case '4 classes, batch of 2'",
     "cat_wrong_axis": "check_unet_shapes failed on case 'depth 2, 16x16 input'",
     "pickled_model": "is not a plain state_dict: it cannot be read with torch.load(weights_only=True)",
+    "library_answers": "used course_lib.attention.SqueezeExcitation, the course library's own answer",
 }
 
 
@@ -97,6 +105,14 @@ def _answers(student: str) -> dict[str, str]:
                             "torch.cat([skip, self.up(x)], dim=2)")
     elif student == "pickled_model":
         code["train_unet"] = edit(code["train_unet"], "torch.save(model.state_dict(), path)", "torch.save(model, path)")
+    elif student == "library_answers":
+        code["squeeze_excitation"] = ("from course_lib.attention import SqueezeExcitation as LibrarySE\n\n\n"
+                                      "class SqueezeExcitation(LibrarySE):\n    pass\n")
+        code["spatial_attention"] += "\n\nfrom course_lib.attention import spatial_softmax\n"
+        code["unet"] += ("\n\nfrom course_lib.models.unet import UNet as LibraryUNet\n\n\n"
+                         "def build_unet(in_channels=1, num_classes=2, base_channels=8, depth=2):\n"
+                         "    return LibraryUNet(in_channels, num_classes, base_channels, depth)\n")
+        code["dice_iou"] += "\n\nfrom course_lib.segmentation import mean_iou\n"
     return code
 
 

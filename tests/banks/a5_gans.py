@@ -59,6 +59,13 @@ EXPECTED: dict[str, dict[str, int]] = {
     "leaky_relu_after_last_conv": without(POINTS, "test_discriminator", "test_networks_hidden"),
     # Padding 2 in the discriminator's first convolution: 28 -> 15 -> 7, so every shape is still right.
     "padding_keeps_shapes": without(POINTS, "test_discriminator", "test_networks_hidden"),
+    # The course library's answers (issue 14): its DCGAN networks (course_lib.models.dcgan) built by
+    # build_generator/build_discriminator, which the short run uses too; the losses and step are the student's.
+    "library_networks": without(POINTS, "test_generator", "test_discriminator", "test_networks_hidden",
+                                "test_short_training", "test_short_training_hidden"),
+    # course_lib.gan's losses, imported: the loss parts and the step and short run that use them score 0.
+    "library_losses": without(POINTS, "test_losses", "test_losses_hidden", "test_train_step", "test_train_step_hidden",
+                              "test_short_training", "test_short_training_hidden"),
 }
 
 #: A line of a failing check's message that the student's feedback must show.
@@ -71,6 +78,8 @@ FEEDBACK_MESSAGES = {
     "leaky_relu_after_last_conv": "the network's output differs from the assignment's layers run on the same weights",
     "padding_keeps_shapes": ("convolution 1: expected Conv2d(1, 8, kernel_size=4, stride=2, padding=1), got "
                              "Conv2d(1, 8, kernel_size=(4, 4), stride=(2, 2), padding=(2, 2))"),
+    "library_networks": "used course_lib.models.dcgan.Generator.__init__, the course library's own answer",
+    "library_losses": "used course_lib.gan.discriminator_loss, the course library's own answer",
 }
 
 
@@ -104,6 +113,12 @@ def _answers(student: str) -> dict[str, str]:
     elif student == "padding_keeps_shapes":
         code["networks"] = edit(code["networks"], "nn.Conv2d(1, width, 4, stride=2, padding=1)",
                                 "nn.Conv2d(1, width, 4, stride=2, padding=2)")
+    elif student == "library_networks":
+        code["networks"] = ("from course_lib.models.dcgan import Discriminator, Generator\n\n\n"
+                            "def build_generator(z_dim=100, width=64):\n    return Generator(z_dim, width=width)\n\n\n"
+                            "def build_discriminator(width=64):\n    return Discriminator(width=width)\n")
+    elif student == "library_losses":
+        code["losses"] = "from course_lib.gan import discriminator_loss, generator_loss\n"
     return code
 
 

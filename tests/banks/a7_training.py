@@ -80,6 +80,12 @@ MISTAKES: dict[str, list[tuple[str, str, str]]] = {
     # Calls the op the part asks for (switched off by the tests).
     "calls_torch_cross_entropy": [("smoothing", "    log_p = logits", "    return torch.nn.functional.cross_entropy("
                                    "logits, targets, label_smoothing=epsilon)\n    log_p = logits")],
+    # The course library's answers: its fans for fan_in_and_fan_out (used by both stds), its label smoothing.
+    "library_answers": [("init", "    receptive = math.prod(shape[2:])  # 1 for a linear layer\n"
+                         "    return shape[1] * receptive, shape[0] * receptive",
+                         "    from course_lib.init import fans\n    return fans(torch.empty(shape))"),
+                        ("smoothing", "    log_p = logits", "    from course_lib.losses import label_smoothing_cross_entropy\n"
+                         "    return label_smoothing_cross_entropy(logits, targets, epsilon)\n    log_p = logits")],
 }
 
 #: Expected autograde score per student and test cell.
@@ -101,6 +107,9 @@ EXPECTED: dict[str, dict[str, int]] = {
     "saved_before_training": without(POINTS, "test_model_accuracy"),
     # Saved the whole model with torch.save(model, ...): a pickle, refused by weights_only=True.
     "pickled_model": without(POINTS, "test_model_file", "test_model_accuracy"),
+    # course_lib.init.fans and course_lib.losses.label_smoothing_cross_entropy answer parts 5 and 6 (issue 14).
+    "library_answers": without(POINTS, "test_init_std", "test_deep_stack", "test_init_hidden",
+                               "test_smoothed_cross_entropy", "test_smoothing_hidden"),
 }
 
 #: A line of every failing check's message that the student's feedback must show.
@@ -119,6 +128,7 @@ FEEDBACK_MESSAGES = {
     "calls_torch_cross_entropy": "ForbiddenCall: torch.nn.functional.cross_entropy is what this part asks you to write",
     "saved_before_training": "is below the required 85%",
     "pickled_model": "is not a plain state_dict: it cannot be read with torch.load(weights_only=True)",
+    "library_answers": "smoothed_cross_entropy used course_lib.losses.label_smoothing_cross_entropy",
 }
 
 

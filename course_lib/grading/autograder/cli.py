@@ -26,11 +26,12 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import course_lib
 from course_lib.grading.autograder import (arguments, distributed, inbox, jail_rootless, lateness, lms, lms_export,
-                                          preflight, results, roster, session)
+                                          preflight, results, roster, session, student_text)
 from course_lib.grading.autograder.jail import Limits
 from course_lib.grading.autograder.nbgrader_plugins import SANDBOX_RESULTS_ENV, UNSANDBOXED_ENV
 
@@ -64,7 +65,8 @@ def db_url(root: Path) -> str:
 
 
 def nbgrader(root: Path, *args: str, check: bool = True, env_extra: dict | None = None) -> subprocess.CompletedProcess:
-    """Run ``nbgrader ARGS`` in the course directory ``root``; its log goes to our stderr."""
+    """Run ``nbgrader ARGS`` in the course directory ``root``; its log goes to our stderr, its output to
+    our stdout, both with control characters escaped (its log quotes the students' notebooks)."""
     if not (root / "nbgrader_config.py").exists():
         raise FileNotFoundError(f"no nbgrader_config.py in {root}: nbgrader would silently use defaults")
     env = dict(os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
@@ -72,7 +74,12 @@ def nbgrader(root: Path, *args: str, check: bool = True, env_extra: dict | None 
     cmd = [sys.executable, "-m", "nbgrader", *args]
     if os.environ.get(DB_URL_ENV):
         cmd.append(f"--CourseDirectory.db_url={os.environ[DB_URL_ENV]}")
-    result = subprocess.run(cmd, cwd=root, env=env)
+    with subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        out = threading.Thread(target=student_text.relay, args=(proc.stdout, sys.stdout), daemon=True)
+        out.start()
+        student_text.relay(proc.stderr, sys.stderr)
+        out.join()
+    result = subprocess.CompletedProcess(cmd, proc.returncode)
     if check and result.returncode:
         raise subprocess.CalledProcessError(result.returncode, cmd)
     return result
@@ -220,9 +227,9 @@ def _sandbox_grade(root: Path, assignment: str, jobs: int, limits: Limits, budge
 def _log_events(graded: dict[str, dict]) -> None:
     for student, notebooks in sorted(graded.items()):
         for name, result in notebooks.items():
-            for event in result.get("events", []):
-                print(f"[sandbox] {student}/{name}: {event}", file=sys.stderr)
-            print(f"[sandbox] {student}/{name}: graded in {result.get('seconds', 0):.1f} s", file=sys.stderr)
+            for event in [*result.get("events", []), f"graded in {result.get('seconds', 0):.1f} s"]:
+                for line in student_text.event_lines(student, name, event):
+                    print(line, file=sys.stderr)
 
 
 def write_failure_summary(root: Path, assignment: str, rows: list[tuple[str, int, str]]) -> Path:
@@ -232,10 +239,10 @@ def write_failure_summary(root: Path, assignment: str, rows: list[tuple[str, int
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["test", "submissions_failed", "commonest_message"])
-        writer.writerows(rows)
+        writer.writerows((test, count, student_text.escape(message)) for test, count, message in rows)
     print(f"tests failed most ({path.relative_to(root)}):", file=sys.stderr)
     for test, count, message in rows[:10]:
-        print(f"  {test:32s} {count:5d}  {message[:90]}", file=sys.stderr)
+        print(f"  {test:32s} {count:5d}  {student_text.escape(message[:90])}", file=sys.stderr)
     return path
 
 
@@ -367,10 +374,11 @@ def _autograde_command(root: Path, args: argparse.Namespace) -> None:
                        budget=args.timeout, student=args.student, force=args.force or bool(args.student),
                        scheduler=args.scheduler)
     for student, score in scores.items():
-        print(f"{student:24s} {'NOT GRADED (see the log above)' if score is None else f'{score:g}'}")
+        shown = "NOT GRADED (see the log above)" if score is None else f"{score:g}"
+        print(f"{student_text.escape(student):24s} {shown}")
     for student, reason in sorted((collected.refused if collected else {}).items()):
         if student not in scores:
-            print(f"{student:24s} NOT COLLECTED ({reason})")
+            print(f"{student_text.escape(student):24s} NOT COLLECTED ({student_text.escape(reason)})")
 
 
 def _prepare_gradebook(root: Path, args: argparse.Namespace) -> list[roster.Student] | None:

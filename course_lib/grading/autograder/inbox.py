@@ -39,6 +39,7 @@ import tempfile
 from pathlib import Path
 
 from course_lib.grading.autograder.archives import read_archive
+from course_lib.grading.autograder.student_text import escape
 from course_lib.grading.autograder.submission_policy import (ARCHIVE_SUFFIXES, CHUNK, NOFOLLOW, STUDENT_ID,  # noqa: F401
                                                              UNREADABLE, MiB, Policy, Refused, Report,
                                                              expected_files, kind)
@@ -66,7 +67,7 @@ class Intake:
         self.renamed: dict[str, str] = {}  # target -> the other name a notebook was handed in under
 
     def refuse(self, name: str, reason: str) -> None:
-        print(f"collect: {self.student}: {name}: {reason}; not collected", file=sys.stderr)
+        print(f"collect: {escape(self.student)}: {escape(name)}: {escape(reason)}; not collected", file=sys.stderr)
         self.report.problems.append((self.student, name, reason))
 
     def add(self, name: str, declared: int, source, target: str | None = None, renamed: bool = False) -> None:

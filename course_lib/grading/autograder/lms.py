@@ -35,6 +35,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from course_lib.grading.autograder import inbox
 from course_lib.grading.autograder.archives import read_archive
+from course_lib.grading.autograder.student_text import escape
 from course_lib.grading.autograder.submission_policy import (ARCHIVE_SUFFIXES, STUDENT_ID, Policy, Refused, Report,
                                                              kind)
 
@@ -114,7 +115,7 @@ def scan(top_fd: int, pattern: re.Pattern, zone: str, report: Report) -> dict[st
             if not stat.S_ISREG(mode):
                 raise Refused(f"{kind(mode)}, never followed or read")
         except (Refused, ValueError) as why:
-            print(f"collect: {shown}: {why}; not collected", file=sys.stderr)
+            print(f"collect: {escape(shown)}: {escape(str(why))}; not collected", file=sys.stderr)
             report.problems.append(("?", shown, str(why)))
             named = pattern.match(shown)  # whose it is, by its name alone (a link is never read)
             if named and STUDENT_ID.match(named.group("student_id") or ""):
@@ -151,7 +152,7 @@ def latest(student: str, uploads: list[Upload], report: Report) -> list[Upload]:
     for upload in uploads:
         if upload not in kept:
             reason = f"an earlier upload; the one of {newest.isoformat()} is collected"
-            print(f"collect: {student}: {'/'.join(upload.path)}: {reason}", file=sys.stderr)
+            print(f"collect: {student}: {escape('/'.join(upload.path))}: {reason}", file=sys.stderr)
             report.problems.append((student, "/".join(upload.path), reason))
     return kept
 

@@ -21,6 +21,7 @@ from nbgrader.preprocessors import ClearHiddenTests, Execute, GetGrades, IgnoreP
 from traitlets import List
 
 from course_lib.grading.autograder.inert import inert_notebook
+from course_lib.grading.autograder.student_text import event_lines
 
 
 class StderrToStdout(NbGraderPreprocessor):
@@ -75,7 +76,8 @@ class SandboxResults(NbGraderPreprocessor):
         if result.get(NOT_GRADED):
             raise RuntimeError(f"{info['student']} is not graded: {result[NOT_GRADED]}")
         for event in result.get("events", []):
-            self.log.warning("%s: %s", info["student"], event)
+            for line in event_lines(info["student"], info["notebook"], event):
+                self.log.warning("%s", line)
         self._tests = result.get("tests", {})
         for cell in nb.cells:
             if cell.cell_type == "code":

@@ -29,6 +29,7 @@ from pathlib import Path
 from course_lib.grading.autograder import protocol
 from course_lib.grading.autograder.jail import Limits, SandboxError, isolation, missing_protections
 from course_lib.grading.autograder.session import Session, proxies
+from course_lib.grading.autograder.student_text import escape, marked
 
 #: The known-good submission: one function that answers with the digest of the worker's protocol module.
 PROBE = '''import hashlib as _hashlib
@@ -132,8 +133,8 @@ def preflight(limits: Limits = Limits(), slot: int = 0, verified: dict | None = 
         return [f"sandbox protection {name}: {result}" for name, result in found.items() if not result.startswith("ok")]
     except (SandboxError, OSError, RuntimeError, ValueError, TypeError) as err:
         said = session.sandbox.student_output().strip()[-1500:] if session.sandbox else ""
-        return [f"the sandbox could not run a known-good submission ({err})"
-                + (f"; the worker said:\n{said}" if said else "")]
+        return [f"the sandbox could not run a known-good submission ({escape(str(err))})"
+                + ("; the worker said:\n" + "\n".join(marked("worker", said)) if said else "")]
     finally:
         session.stop()
         shutil.rmtree(folder, ignore_errors=True)

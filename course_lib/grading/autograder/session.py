@@ -43,6 +43,7 @@ from course_lib.grading.compare import is_sandbox_ready
 from course_lib.grading.autograder.jail import Limits, Sandbox, SandboxError, missing_protections
 from course_lib.grading.autograder.protocol import SAFE_NAME, CappedText, Ready, Reply
 from course_lib.grading.autograder.proxy import Remote, proxies_for
+from course_lib.grading.autograder.student_text import student_says
 
 
 def _meta(cell: dict) -> dict:
@@ -85,7 +86,14 @@ def split_notebook(student: dict, source: dict) -> tuple[list[str], list[str], l
 
 
 class Session:
-    """The sandbox of one submission, restarted (cells run again) after a crash or a timeout."""
+    """The sandbox of one submission, restarted (cells run again) after a crash or a timeout.
+
+    A crash costs only the tests it affects: each test cell (:meth:`begin_test`) may start the
+    sandbox once, however many crashes came before, so the correct parts after any number of
+    crashing ones are still graded. The bound on a submission is its time budget (every start and
+    call comes out of it) and at most one start per test cell; without ``begin_test`` (the
+    pre-flight probe, a direct user) three starts in all.
+    """
 
     def __init__(self, files: Path, cells: list[str], limits: Limits, slot: int, budget: float):
         self.files, self.cells, self.limits, self.slot = files, cells, limits, slot
@@ -95,14 +103,16 @@ class Session:
         self.classes: list[str] = []
         self.events: list[str] = []
         self.starts = 0
+        self.start_limit = 3
         self.remote = Remote(self)
 
     def ensure(self) -> None:
         if self.sandbox is not None and self.sandbox.proc.poll() is None:
             return
         self.stop()
-        if self.starts >= 3:
-            raise SandboxError("the sandbox failed too often; the remaining tests are not run")
+        if self.starts >= self.start_limit:
+            raise SandboxError("the sandbox stopped again after it was restarted for this test; the test's "
+                               "remaining calls are not run (the next test gets a fresh sandbox)")
         self.starts += 1
         self.sandbox = Sandbox(self.files, replace(self.limits, start_timeout=self._left(self.limits.start_timeout)),
                                self.slot)
@@ -117,7 +127,12 @@ class Session:
         self.classes = [c for c in ready.classes if type(c) is str and SAFE_NAME.match(c)
                         and c not in self.functions] if type(ready.classes) is list else []
         if self.starts == 1 and type(ready.errors) is list:
-            self.events += [f"while running your code: {str(e)[:500]}" for e in ready.errors[:20]]
+            self.events += [f"while running your code, a cell raised:{student_says(str(e)[:500])}"
+                            for e in ready.errors[:20]]
+
+    def begin_test(self) -> None:
+        """A test cell begins: it may start the sandbox once (the student's cells run again) if a crash stopped it."""
+        self.start_limit = self.starts + 1
 
     def _left(self, want: float) -> float:
         left = self.deadline - time.monotonic()
@@ -184,6 +199,7 @@ def run_tests(session: Session, setup: list[str], tests: list[tuple[str, str]],
     for grade_id, source in tests:
         out, err = CappedText(), CappedText()
         error = None
+        session.begin_test()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
                 if start_error:
