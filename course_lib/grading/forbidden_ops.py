@@ -106,6 +106,12 @@ ANSWERS: dict[str, tuple[str, ...]] = {
         "course_lib.rnn.rnn_cell_from_weights", "course_lib.rnn.lstm_cell_from_weights",
         "course_lib.rnn.gru_cell_from_weights", "course_lib.rnn.cell_from_torch",
         "course_lib.rnn_gradients.clip_grad_norm_"),
+    "course_lib.grading.receptive_field_checks": (
+        "course_lib.receptive_field.receptive_fields", "course_lib.receptive_field.layers_to_cover"),
+    "course_lib.grading.network_cost_checks": (
+        "course_lib.counting.conv2d_num_params", "course_lib.counting.linear_num_params",
+        "course_lib.counting.count_parameters", "course_lib.counting.count_mult_adds"),
+    "course_lib.grading.cam_checks": ("course_lib.cam.class_activation_map", "course_lib.cam.grad_cam"),
 }
 
 
