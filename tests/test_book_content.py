@@ -89,3 +89,29 @@ def test_assignment_names_chapters_that_exist(notebook):
     titles = chapter_titles()
     unknown = [name for name in named if name not in titles]
     assert not unknown, f"{notebook.name} names chapters that are not in the book: {unknown}; the book's are {sorted(titles)}"
+
+
+GRADED_IN = re.compile(r"\{download\}`assignment (\d), part (\d+) <\.\./(assignments/(a(\d)_\w+)/\4\.ipynb)>`")
+PART = re.compile(r"^## Part (\d+) — .*$", re.M)
+
+
+def assignment_parts(notebook: Path) -> dict[int, str]:
+    """Part number -> its heading, for the released ``notebook``."""
+    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+    text = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    return {int(m.group(1)): m.group(0) for m in PART.finditer(text)}
+
+
+def test_chapter_links_to_assignment_parts_resolve_and_cover_every_autograded_part():
+    linked = set()
+    for page, text in markdown_sources():
+        for number, part, path, name, prefix in GRADED_IN.findall(text):
+            notebook = ROOT / path
+            assert notebook.is_file(), f"{page} links to {path}, which is not a released assignment"
+            assert number == prefix, f"{page}: 'assignment {number}' links to {name}"
+            assert int(part) in assignment_parts(notebook), f"{page} links to part {part} of {name}, which has no such part"
+            linked.add((name, int(part)))
+    for notebook in sorted((ROOT / "assignments").glob("*/*.ipynb")):
+        for part, heading in assignment_parts(notebook).items():
+            if "graded by hand" not in heading:  # the written answers are linked through their topic's parts
+                assert (notebook.stem, part) in linked, f"no chapter section links to {notebook.stem}, {heading!r}"

@@ -140,6 +140,17 @@ VARIANTS = [
              "# 14 -> 7\n        nn.Conv2d(2 * width, 1, 7), nn.LeakyReLU(0.2),")),
     variant("a5_gans:networks", {"build_discriminator": "discriminator_padding_2", "build_generator": "unused"},
             ("nn.Conv2d(1, width, 4, stride=2, padding=1)", "nn.Conv2d(1, width, 4, stride=2, padding=2)")),
+    variant("a2_architectures:receptive_field", {"receptive_field": "field_no_dilation", "layers_to_cover": "unused"},
+            ("field += (kernel_size - 1) * dilation * jump", "field += (kernel_size - 1) * jump")),
+    variant("a2_architectures:receptive_field", {"layers_to_cover": "cover_off_by_one", "receptive_field": "unused"},
+            ("while field < target:", "while field <= target:")),
+    variant("a2_architectures:network_cost", {"conv2d_cost": "conv_cost_flops", "network_cost": "network_cost_flops",
+                                              "linear_cost": "unused"},
+            ("return parameters, weights * out_h * out_w", "return parameters, 2 * weights * out_h * out_w")),
+    variant("a4_attention_segmentation:cam", {"class_activation_map": "cam_first_class", "grad_cam": "unused"},
+            ("w = weight[class_idx]", "w = weight[class_idx[0]].expand(len(class_idx), -1)")),
+    variant("a4_attention_segmentation:cam", {"grad_cam": "grad_cam_no_relu", "class_activation_map": "unused"},
+            ("return torch.relu((alpha * A).sum(dim=1)).detach()", "return (alpha * A).sum(dim=1).detach()")),
 ]
 
 CASES = [
@@ -190,6 +201,19 @@ CASES = [
     ("check_discriminator", ("discriminator_padding_2",)),
     ("check_short_training", ("train_step", "build_generator", "build_discriminator")),
     ("check_short_training", ("step_no_generator_update", "build_generator", "build_discriminator")),
+    # issue 16: A2's receptive field and costs (plain data), A4's Grad-CAM (the grader's head module)
+    ("check_receptive_field", ("receptive_field",)),
+    ("check_receptive_field", ("field_no_dilation",)),
+    ("check_layers_to_cover", ("layers_to_cover",)),
+    ("check_layers_to_cover", ("cover_off_by_one",), {"cases": [(101, 3, 1, 1)]}),
+    ("check_layer_costs", ("conv2d_cost", "linear_cost")),
+    ("check_layer_costs", ("conv_cost_flops", "linear_cost")),
+    ("check_network_cost", ("network_cost",)),
+    ("check_network_cost", ("network_cost_flops",)),
+    ("check_class_activation_map", ("class_activation_map",)),
+    ("check_class_activation_map", ("cam_first_class",)),
+    ("check_grad_cam", ("grad_cam",)),
+    ("check_grad_cam", ("grad_cam_no_relu",)),
 ]
 
 

@@ -9,6 +9,10 @@ catches. Survivors still have to be read: some are equivalent (e.g. ``reshape(C,
 the inverse reshape).
 
     .venv/bin/python tools/mutation_sweep.py a1_convolution [--jobs 2] [--timeout 120]
+    .venv/bin/python tools/mutation_sweep.py a2_architectures --cells receptive_field,network_cost
+
+``--cells`` mutates only those solution cells and runs only the test cells that follow each of them
+(up to the next solution cell): a part swept without the others (e.g. without a training cell).
 """
 from __future__ import annotations
 
@@ -126,6 +130,20 @@ def cell_mutants(source: str):
                 yield f"move {act.group(0).strip(', ')} after {layer.group(0)[:40]}", moved
 
 
+def only(all_cells: list[dict], ids: list[str]) -> list[dict]:
+    """The setup and solution cells, and the test cells that follow the solution cells ``ids``."""
+    unknown = set(ids) - {c["id"] for c in all_cells if c["solution"]}
+    if unknown:
+        raise SystemExit(f"no such solution cells: {sorted(unknown)}")
+    kept, following = [], False
+    for cell in all_cells:
+        if cell["solution"]:
+            following = cell["id"] in ids
+        if cell["solution"] or cell["id"] == "setup" or following:
+            kept.append(cell)
+    return kept
+
+
 def run(all_cells: list[dict], mutated: dict[str, str]) -> str:
     """Name of the first test cell that fails, or '' when all pass."""
     import contextlib
@@ -149,14 +167,18 @@ def main() -> None:
     parser.add_argument("assignment")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=120)
+    parser.add_argument("--cells", help="comma-separated solution cells to mutate (default: all)")
     args = parser.parse_args()
     import torch
     torch.set_num_threads(1)
     import course_lib.grading  # noqa: F401  (imported once, before the forks)
     all_cells = cells(args.assignment)
+    chosen = args.cells.split(",") if args.cells else None
+    if chosen:
+        all_cells = only(all_cells, chosen)
     mutants, seen = [], set()
     for cell in all_cells:
-        if cell["solution"]:
+        if cell["solution"] and (chosen is None or cell["id"] in chosen):
             for what, src in cell_mutants(cell["source"]):
                 try:
                     compile(src, cell["id"], "exec")

@@ -43,6 +43,11 @@ from course_lib.grading.optim_init_checks import (ADAM_CASES, ADAMW_CASES, INIT_
                                                   InitCase, OptimCase, SmoothingCase, check_adam_step, check_adamw_step,
                                                   check_deep_stack, check_init_std, check_sgd_step,
                                                   check_smoothed_cross_entropy)
+from course_lib.grading.receptive_field_checks import (COVER_CASES, FIELD_CASES, FieldCase, check_layers_to_cover,
+                                                      check_receptive_field)
+from course_lib.grading.network_cost_checks import (LAYER_CASES, NETWORK_CASES, LayerCase, check_layer_costs,
+                                                   check_network_cost)
+from course_lib.grading.cam_checks import CAM_CASES, GRAD_CAM_CASES, CamCase, check_class_activation_map, check_grad_cam
 from course_lib.grading.segmentation_checks import (DICE_CASES, IOU_CASES, SEGMENTATION_MIN_IOU, SEGMENTATION_TASK,
                                                     UNET_CASES, MaskCase, SegmentationTask, UNetCase, check_mean_iou,
                                                     check_segmentation_model, check_soft_dice_loss, check_unet_shapes)
@@ -55,6 +60,8 @@ __all__ = [
     "BlockCase", "InceptionCase", "SeparableCase", "BASIC_CASES", "BOTTLENECK_CASES", "INCEPTION_CASES",
     "SEPARABLE_CASES", "COST_CASES", "check_basic_block", "check_bottleneck", "check_inception",
     "check_depthwise_separable", "check_conv_costs", "check_model_file", "check_test_accuracy",
+    "FieldCase", "LayerCase", "FIELD_CASES", "COVER_CASES", "LAYER_CASES", "NETWORK_CASES", "check_receptive_field",
+    "check_layers_to_cover", "check_layer_costs", "check_network_cost",
     "AUGMENT_CASES", "BALANCE_CASES", "SCHEDULE_CASES", "check_random_crop_flip", "check_class_weights",
     "check_sample_weights", "check_balanced_accuracy", "check_warmup_cosine", "check_finetune_setup",
     "check_model_balanced_accuracy",
@@ -66,6 +73,7 @@ __all__ = [
     "check_attention_pool", "UNetCase", "MaskCase", "SegmentationTask", "UNET_CASES", "DICE_CASES", "IOU_CASES",
     "SEGMENTATION_TASK", "SEGMENTATION_MIN_IOU", "check_unet_shapes", "check_soft_dice_loss", "check_mean_iou",
     "check_segmentation_model",
+    "CamCase", "CAM_CASES", "GRAD_CAM_CASES", "check_class_activation_map", "check_grad_cam",
     # assignment 5
     "NetCase", "LossCase", "StepCase", "TrainingCase", "NET_CASES", "LOSS_CASES", "STEP_CASES", "TRAINING_CASES",
     "check_generator", "check_discriminator", "check_gan_losses", "check_train_step", "check_short_training",

@@ -122,6 +122,12 @@ ANSWERS: dict[str, tuple[str, ...]] = {
     "course_lib.grading.optim_init_checks": (
         "course_lib.init.fans", "course_lib.init.init_std", "course_lib.losses.smooth_labels",
         "course_lib.losses.label_smoothing_cross_entropy"),
+    "course_lib.grading.receptive_field_checks": (
+        "course_lib.receptive_field.receptive_fields", "course_lib.receptive_field.layers_to_cover"),
+    "course_lib.grading.network_cost_checks": (
+        "course_lib.counting.conv2d_num_params", "course_lib.counting.linear_num_params",
+        "course_lib.counting.count_parameters", "course_lib.counting.count_mult_adds"),
+    "course_lib.grading.cam_checks": ("course_lib.cam.class_activation_map", "course_lib.cam.grad_cam"),
 }
 
 

@@ -32,6 +32,8 @@ POINTS = {
     "test_inception": 3, "test_inception_hidden": 2,
     "test_separable": 2, "test_costs": 2, "test_separable_hidden": 2,
     "test_model_file": 2, "test_accuracy_hidden": 6,
+    "test_receptive_field": 2, "test_receptive_field_hidden": 2,
+    "test_network_cost": 2, "test_network_cost_hidden": 2,
 }
 FULL = sum(POINTS.values())
 
@@ -56,6 +58,22 @@ EXPECTED: dict[str, dict[str, int]] = {
     # The course library's block, subclassed (issue 14): its network is built of it too.
     "library_block": without(POINTS, "test_basic_block", "test_basic_block_hidden", "test_model_file",
                              "test_accuracy_hidden"),
+    # Part 7: the kernel's reach without the dilation, (k - 1) * jump.
+    "field_ignores_dilation": without(POINTS, "test_receptive_field", "test_receptive_field_hidden"),
+    # Part 7: the jump never multiplied by the stride: later layers grow the field by k - 1 only.
+    "jump_not_multiplied_by_stride": without(POINTS, "test_receptive_field", "test_receptive_field_hidden"),
+    # Part 7: stacks while field <= target ("more than" for "at least"): only a target that a stack
+    # reaches exactly (the hidden 101 = 1 + 2 * 50) tells.
+    "cover_off_by_one": without(POINTS, "test_receptive_field_hidden"),
+    # Part 8: a convolution's parameters without its bias.
+    "params_without_bias": without(POINTS, "test_network_cost", "test_network_cost_hidden"),
+    # Part 8: FLOPs (2 per multiply-add) counted as mult-adds.
+    "mult_adds_as_flops": without(POINTS, "test_network_cost", "test_network_cost_hidden"),
+    # Part 8: BatchNorm's gamma and beta not counted: only ResNet-18 (visible) has BatchNorm,
+    # VGG-16 and AlexNet (hidden) do not.
+    "batchnorm_not_counted": without(POINTS, "test_network_cost"),
+    # Part 8: the output size without the dilation: only the hidden dilated convolution tells.
+    "output_size_ignores_dilation": without(POINTS, "test_network_cost_hidden"),
 }
 
 #: A line of every failing check's message that the student's feedback must show.
@@ -68,6 +86,13 @@ FEEDBACK_MESSAGES = {
     "saved_before_training": "is below the required 90%",
     "pickled_model": "is not a plain state_dict: it cannot be read with torch.load(weights_only=True)",
     "library_block": "BasicBlock used course_lib.models.resnet.BasicBlock, the course library's own answer",
+    "field_ignores_dilation": "(kernel_size=3, stride=1, dilation=2): expected a receptive field of 7 pixels, got 5",
+    "jump_not_multiplied_by_stride": "expected a receptive field of 8 pixels, got 6",
+    "cover_off_by_one": "target=101, kernel_size=3, stride=1, dilation=1\nexpected 50 layers (their field: 101 pixels), got 51",
+    "params_without_bias": "parameters: expected 224 (measured on real layers), got 216",
+    "mult_adds_as_flops": "mult-adds: expected 21,600 (measured on real layers), got 43,200 (off by a factor 2)",
+    "batchnorm_not_counted": "parameters: expected 11,689,512 (measured on real layers), got 11,679,912",
+    "output_size_ignores_dilation": "check_layer_costs failed on case 'dilated 3x3, padding 2'",
 }
 
 
@@ -94,6 +119,24 @@ def _answers(student: str) -> dict[str, str]:
     elif student == "library_block":
         code["basic_block"] = ("from course_lib.models import resnet\n\n\nclass BasicBlock(resnet.BasicBlock):\n"
                                '    """The course library block, renamed."""\n')
+    elif student == "field_ignores_dilation":
+        code["receptive_field"] = edit(code["receptive_field"], "field += (kernel_size - 1) * dilation * jump  #",
+                                       "field += (kernel_size - 1) * jump  #")
+    elif student == "jump_not_multiplied_by_stride":
+        code["receptive_field"] = edit(code["receptive_field"], "        jump *= stride  # neighbouring", "        # neighbouring")
+    elif student == "cover_off_by_one":
+        code["receptive_field"] = edit(code["receptive_field"], "while field < target:", "while field <= target:")
+    elif student == "params_without_bias":
+        code["network_cost"] = edit(code["network_cost"], "parameters = weights + (out_channels if bias else 0)",
+                                    "parameters = weights")
+    elif student == "mult_adds_as_flops":
+        code["network_cost"] = edit(code["network_cost"], "return parameters, weights * out_h * out_w",
+                                    "return parameters, 2 * weights * out_h * out_w")
+    elif student == "batchnorm_not_counted":
+        code["network_cost"] = edit(code["network_cost"], 'p, m = 2 * arguments["num_features"], 0', "p, m = 0, 0")
+    elif student == "output_size_ignores_dilation":
+        code["network_cost"] = edit(code["network_cost"], "(n + 2 * p - d * (k - 1) - 1) // s + 1",
+                                    "(n + 2 * p - (k - 1) - 1) // s + 1")
     return code
 
 
@@ -123,7 +166,10 @@ def weight_files() -> dict[str, Path]:
 WEIGHT_FILE = {"correct": "trained", "blank": None, "no_projection_for_channels": "trained",
                "bottleneck_no_expansion": "trained", "depthwise_without_groups": "trained",
                "mult_adds_missing_factor": "trained", "saved_before_training": "untrained", "pickled_model": "pickled",
-               "library_block": "trained"}
+               "library_block": "trained", "field_ignores_dilation": "trained",
+               "jump_not_multiplied_by_stride": "trained", "cover_off_by_one": "trained", "params_without_bias": "trained",
+               "mult_adds_as_flops": "trained", "batchnorm_not_counted": "trained",
+               "output_size_ignores_dilation": "trained"}
 
 
 def write_bank(folder: Path) -> list[str]:

@@ -26,6 +26,7 @@ POINTS = {
     "test_unet": 3, "test_unet_hidden": 2,
     "test_dice": 1, "test_iou": 1, "test_dice_iou_hidden": 3,
     "test_trained_unet": 2, "test_trained_unet_hidden": 4,
+    "test_cam": 1, "test_grad_cam": 2, "test_cam_hidden": 2,
 }
 #: The hand-graded written answer.
 MANUAL = {"imbalance_answer": 4}
@@ -58,6 +59,18 @@ EXPECTED: dict[str, dict[str, int]] = {
                                "test_spatial_attention", "test_spatial_attention_hidden", "test_unet",
                                "test_unet_hidden", "test_iou", "test_dice_iou_hidden", "test_trained_unet",
                                "test_trained_unet_hidden"),
+    # Part 7: Grad-CAM without the ReLU: the negative evidence stays in the map.
+    "grad_cam_without_relu": without(POINTS, "test_grad_cam", "test_cam_hidden"),
+    # Part 7: the gradient used position by position (no spatial average): right only where the head
+    # spreads it evenly (global average pooling + linear), wrong after a 1x1 conv + ReLU or max pooling.
+    "gradients_not_averaged": without(POINTS, "test_grad_cam", "test_cam_hidden"),
+    # Part 7: the gradient summed over the positions instead of averaged: every map h*w times too large.
+    "gradients_summed": without(POINTS, "test_grad_cam", "test_cam_hidden"),
+    # Part 7: CAM with the first image's class for every image: right only when all images share it
+    # (the visible second case and the hidden 1-image case), wrong in the others.
+    "cam_first_class_for_all": without(POINTS, "test_cam", "test_cam_hidden"),
+    # Part 7: CAM divided by h*w (Grad-CAM's scale for this head): right only on a 1x1 map.
+    "cam_divided_by_positions": without(POINTS, "test_cam", "test_cam_hidden"),
 }
 
 #: A line of a failing check's message that the student's feedback must show.
@@ -69,6 +82,11 @@ FEEDBACK_MESSAGES = {
     "cat_wrong_axis": "check_unet_shapes failed on case 'depth 2, 16x16 input'",
     "pickled_model": "is not a plain state_dict: it cannot be read with torch.load(weights_only=True)",
     "library_answers": "used course_lib.attention.SqueezeExcitation, the course library's own answer",
+    "grad_cam_without_relu": "check_grad_cam failed on case 'global average pooling + linear'",
+    "gradients_not_averaged": "check_grad_cam failed on case '1x1 conv + ReLU before pooling'",
+    "gradients_summed": "Grad-CAM: tensors are not close!",
+    "cam_first_class_for_all": "check_class_activation_map failed on case 'global average pooling + linear'",
+    "cam_divided_by_positions": "CAM: tensors are not close!",
 }
 
 
@@ -113,6 +131,19 @@ def _answers(student: str) -> dict[str, str]:
                          "def build_unet(in_channels=1, num_classes=2, base_channels=8, depth=2):\n"
                          "    return LibraryUNet(in_channels, num_classes, base_channels, depth)\n")
         code["dice_iou"] += "\n\nfrom course_lib.segmentation import mean_iou\n"
+    elif student == "grad_cam_without_relu":
+        code["cam"] = edit(code["cam"], "return torch.relu((alpha * A).sum(dim=1)).detach()",
+                           "return (alpha * A).sum(dim=1).detach()")
+    elif student == "gradients_not_averaged":
+        code["cam"] = edit(code["cam"], "alpha = grads.mean(dim=(2, 3), keepdim=True)", "alpha = grads")
+    elif student == "gradients_summed":
+        code["cam"] = edit(code["cam"], "alpha = grads.mean(dim=(2, 3), keepdim=True)",
+                           "alpha = grads.sum(dim=(2, 3), keepdim=True)")
+    elif student == "cam_first_class_for_all":
+        code["cam"] = edit(code["cam"], "w = weight[class_idx]  #", "w = weight[class_idx[0]].expand(len(class_idx), -1)  #")
+    elif student == "cam_divided_by_positions":
+        code["cam"] = edit(code["cam"], "return (w[:, :, None, None] * features).sum(dim=1)",
+                           "return (w[:, :, None, None] * features).sum(dim=1) / features[0, 0].numel()")
     return code
 
 
