@@ -1,5 +1,5 @@
-"""Assignment 4 (attention and segmentation): how its checks read a submitted U-Net, and the reference
-solution's trained U-Net against the released threshold.
+"""Assignment 4 (attention and segmentation): the reference solution's trained U-Net against the released
+threshold (how the checks read a submitted file: ``test_grading_checks.py``).
 
 Its bank of submissions (``tests/banks/a4_attention_segmentation.py``) is graded in ``test_banks.py``.
 Part 5 grades a trained U-Net: the reference solution's model is trained once per machine (a minute of
@@ -11,27 +11,10 @@ import pytest
 import torch
 
 from banks.a4_attention_segmentation import solution_namespace, weight_files
-from course_lib.grading import CheckFailure, load_state_dict_file
+from course_lib.grading import CheckFailure
 from course_lib.grading.segmentation_checks import SEGMENTATION_TASK
 
 pytestmark = pytest.mark.slow
-
-
-def test_weights_are_loaded_without_unpickling(tmp_path):
-    from safetensors.torch import save_file
-
-    with pytest.raises(CheckFailure, match=r"weights_only=True\), so it is not graded.*torch.save\(model.state_dict\(\), path\)"):
-        load_state_dict_file(weight_files()["pickled"])
-    with pytest.raises(CheckFailure, match="no weights file"):
-        load_state_dict_file(tmp_path / "missing.pt")
-    state = {"w": torch.arange(3.0)}
-    save_file(state, str(tmp_path / "w.safetensors"))
-    torch.save(state, tmp_path / "w.pt")
-    for name in ("w.safetensors", "w.pt"):
-        assert torch.equal(load_state_dict_file(tmp_path / name)["w"], state["w"])
-    torch.save([torch.zeros(1)], tmp_path / "list.pt")
-    with pytest.raises(CheckFailure, match="must hold a state_dict"):
-        load_state_dict_file(tmp_path / "list.pt")
 
 
 def test_reference_model_clears_the_threshold_and_an_untrained_one_does_not(tmp_path):
