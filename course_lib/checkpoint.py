@@ -11,6 +11,7 @@ to unpickle arbitrary objects, so loading a checkpoint cannot run code hidden in
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -118,3 +119,23 @@ def load_weights(model: torch.nn.Module, path, strict: bool = True, map_location
     """
     state = torch.load(path, map_location=map_location, weights_only=True)
     return model.load_state_dict(state, strict=strict)
+
+
+def made_once(files: dict[str, Path], make: Callable[[dict[str, Path]], None]) -> dict[str, Path]:
+    """``files`` (``name -> path``), made by ``make`` only when one of them is missing: what a slow
+    training run writes (the course's pretrained network, the tests' reference weights) is trained once
+    per machine and then read back.
+
+    ``make`` receives ``<path>.part`` names to write; they are renamed to the final names only once all
+    are written, so an interrupted run leaves no half-written file that would pass for a finished one.
+    """
+    files = {name: Path(path) for name, path in files.items()}
+    if all(path.is_file() for path in files.values()):
+        return files
+    parts = {name: path.with_name(path.name + ".part") for name, path in files.items()}
+    for part in parts.values():
+        part.parent.mkdir(parents=True, exist_ok=True)
+    make(parts)
+    for name, part in parts.items():
+        part.replace(files[name])
+    return files

@@ -57,15 +57,22 @@ def count_mult_adds(model: nn.Module, input_shape: tuple[int, ...]) -> int:
             hooks.append(m.register_forward_hook(conv_hook))
         elif isinstance(m, nn.Linear):
             hooks.append(m.register_forward_hook(linear_hook))
+    forward_once(model, input_shape, hooks)
+    return total
+
+
+def forward_once(model: nn.Module, input_shape: tuple[int, ...], hooks: list, forward=None) -> None:
+    """Run ``forward`` (default: the model) once on a zero input of ``input_shape`` (batch of one, on the
+    model's device), in eval mode and without gradients, for the forward ``hooks`` registered on its
+    layers to record what they see; then remove the hooks and restore the model's training mode."""
     was_training = model.training
     try:
         model.eval()
         param = next(model.parameters(), None)
         x = torch.zeros(1, *input_shape, device=param.device if param is not None else "cpu")
         with torch.no_grad():
-            model(x)
+            (forward or model)(x)
     finally:
         for h in hooks:
             h.remove()
         model.train(was_training)
-    return total

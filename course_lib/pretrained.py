@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from course_lib.checkpoint import load_weights, save_weights
+from course_lib.checkpoint import load_weights, made_once
 from course_lib.data import data_root, load_fashion_mnist
 from course_lib.models.fashion_cnn import FashionCNN, fashion_cnn_small
 from course_lib.train import FitConfig, fit
@@ -48,12 +48,15 @@ def fashion_cnn_clothes_0_4(train_size: int = 10_000, epochs: int = 2, seed: int
     path = checkpoint_path(train_size, epochs, seed)
     torch.manual_seed(seed)  # the same initialisation as chapter 4's new_model()
     model = fashion_cnn_small(num_classes=len(SOURCE_CLASSES))
-    if path.is_file():
-        load_weights(model, path)
-        return model.eval()
+    made_once({"weights": path}, lambda files: _pretrain(model, train_size, epochs, seed, progress, files["weights"]))
+    load_weights(model, path)
+    return model.eval()
+
+
+def _pretrain(model: FashionCNN, train_size: int, epochs: int, seed: int, progress: bool, path: Path) -> None:
+    """Train ``model`` on the first ``train_size`` images of classes 0–4 and save its state_dict to ``path``."""
     images, labels = load_fashion_mnist("train")
     keep = torch.isin(labels, torch.tensor(SOURCE_CLASSES))
     data = (images[keep][:train_size], labels[keep][:train_size])
     fit(model, data, config=FitConfig(epochs=epochs, batch_size=128, device="cpu", progress=progress, seed=seed))
-    save_weights(model, path)
-    return model.eval()
+    torch.save(model.state_dict(), path)

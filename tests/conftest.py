@@ -24,7 +24,6 @@ sys.path.insert(0, str(ROOT / "tests" / "banks"))  # the submission banks import
 os.environ.pop("COURSE_DOWNLOAD", None)  # the tests never download: data comes from disk or the test's own server
 
 
-
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
         return
@@ -46,6 +45,22 @@ def float32_on_cuda(request):
     yield
     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
+
+
+@pytest.fixture(scope="session")
+def graded_bank(tmp_path_factory):
+    """``graded_bank(bank)``: the bank autograded in its own course directory, once per test run
+    however many test modules look at it (``grading_support.Graded``)."""
+    from grading_support import grade_bank
+
+    graded = {}
+
+    def grade(bank):
+        if bank.assignment not in graded:
+            graded[bank.assignment] = grade_bank(bank, tmp_path_factory)
+        return graded[bank.assignment]
+
+    return grade
 
 
 @pytest.fixture

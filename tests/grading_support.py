@@ -1,18 +1,20 @@
-"""Helpers shared by the homework round-trip tests of every assignment (``test_grading_*.py``).
+"""Helpers shared by the homework round-trip tests of every assignment (``test_banks.py``, ``test_grading_*.py``).
 
-Every assignment's test module builds its own bank of realistic submissions (``tests/banks/``)
-and uses these to release, run and autograde them in a temporary course directory, so no test
-touches a real gradebook.
+Every assignment has a bank of realistic submissions (``tests/banks/``, a :class:`bank_tools.Bank`);
+these release, run and autograde them in a temporary course directory, so no test touches a real
+gradebook.
 """
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+
+from bank_tools import Bank
 
 from conftest import ROOT
 
@@ -91,24 +93,48 @@ def gradebook_scores(course: Path, assignment: str, students) -> dict[str, dict[
     return scores
 
 
-def assert_exact_scores(course: Path, assignment: str, expected: dict[str, dict[str, int]], manual: dict) -> None:
-    """Every student of the bank got exactly ``expected[student]`` per test cell, and the hand-graded
-    cells (``manual``) got no automatic score (0 where the student wrote nothing)."""
-    scores = gradebook_scores(course, assignment, expected)
-    assert set(scores) == set(expected), f"not graded: {set(expected) - set(scores)}"
-    for student, cells in expected.items():
+@dataclass(frozen=True)
+class Graded:
+    """A bank autograded in its own course directory: the course, and what the command said."""
+
+    course: Path
+    log: str
+    stdout: str
+
+
+def grade_bank(bank: Bank, tmp_path_factory) -> Graded:
+    """Release every assignment into a fresh course, write ``bank`` and autograde it (one command)."""
+    course = make_course(tmp_path_factory.mktemp(f"{bank.assignment}-course"))
+    submissions = tmp_path_factory.mktemp(f"{bank.assignment}-bank")
+    bank.write(submissions)
+    result = autograde(course, bank.assignment, submissions)
+    return Graded(course, result["log"], result["stdout"])
+
+
+def assert_exact_scores(bank: Bank, graded: Graded) -> None:
+    """Every student of the bank got exactly ``bank.expected[student]`` per test cell, the hand-graded
+    cells (``bank.manual``) got no automatic score (0 where the student wrote nothing), and a student
+    expected as ``None`` was reported as not graded."""
+    scores = gradebook_scores(graded.course, bank.assignment, bank.expected)
+    gradable = {student for student, cells in bank.expected.items() if cells is not None}
+    assert set(scores) == gradable, f"not graded: {gradable - set(scores)}; graded: {set(scores) - gradable}"
+    for student, cells in bank.expected.items():
+        if cells is None:
+            assert re.search(rf"{student}\s+NOT GRADED", graded.stdout), f"{student} not reported as ungraded"
+            continue
         got = {cell: scores[student][cell] for cell in cells}
         assert got == cells, f"{student}: expected {cells}, got {got}"
-        for cell in manual:
+        for cell in bank.manual:
             auto = scores[student][cell]
             assert auto == (0 if student == "blank" else None), f"{student}: written answer {cell} auto score {auto}"
-    assert sum(expected["blank"].values()) == 0, "a blank submission must score 0"
+    assert sum(bank.expected["correct"].values()) == bank.full, "the correct submission must score full marks"
+    assert sum(bank.expected["blank"].values()) == 0, "a blank submission must score 0"
 
 
-def assert_feedback_shows(course: Path, assignment: str, messages: dict[str, str]) -> None:
-    """The autograded notebook of each student shows (in printed text or an error) the given message."""
-    for student, message in messages.items():
-        nb = json.loads((course / "autograded" / student / assignment / f"{assignment}.ipynb").read_text())
+def assert_feedback_shows(bank: Bank, graded: Graded) -> None:
+    """The autograded notebook of each student shows (in printed text or an error) ``bank.feedback[student]``."""
+    for student, message in bank.feedback.items():
+        nb = read_notebook(graded.course / "autograded" / student / bank.assignment / f"{bank.assignment}.ipynb")
         shown = "\n".join(str(o.get("text", "")) + str(o.get("evalue", "")) + "".join(o.get("traceback", []))
                           for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", []))
         shown = re.sub(r"\x1b\[[0-9;]*m", "", shown)  # traceback colours

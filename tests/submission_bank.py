@@ -9,7 +9,6 @@ change that moves a point shows up as a failing test.
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from bank_tools import edit as _edit  # noqa: E402
 
 ASSIGNMENT = "a1_convolution"
 RELEASE = bank_tools.release_path(ASSIGNMENT)
-SOLUTION = bank_tools.solution_path(ASSIGNMENT)
+MANUAL = {"weight_sharing_answer": 4}
 
 #: Points of every autograded test cell (the written answer, 4 points, is graded by hand).
 POINTS = {
@@ -208,36 +207,40 @@ MEMORY_BOMB = """import numpy as np
         blocks.append(np.empty(1 << 27))"""
 
 
-def submission(student: str) -> str:
-    """The notebook file ``student`` hands in, as text."""
-    if student == "corrupt_json":
-        text = submission("correct")
-        return text[: len(text) // 2]
-    nb = bank_tools.load(RELEASE)
-    answers = _answers(student)
-    cells = []
-    for cell in nb["cells"]:
-        grade_id = cell["metadata"].get("nbgrader", {}).get("grade_id")
-        if grade_id in answers:
-            cell["source"] = answers[grade_id]
-        if grade_id == "weight_sharing_answer" and student != "blank":
-            cell["source"] = "Sharing one kernel everywhere assumes that image statistics are the same at every position ..."
-        if student == "tampered_tests" and grade_id == "test_conv2d_loops":
-            continue  # deleted
-        if student == "tampered_tests" and grade_id == "test_pool_backward":
-            cell["source"] = 'print("check_max_pool2d_backward: all 3 cases passed")'
-        cells.append(cell)
-    nb["cells"] = cells
-    return json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
+class ConvolutionBank(bank_tools.Bank):
+    """Assignment 1's bank: flat ``<student>.ipynb`` files (the other layout the autograder collects),
+    one that is not JSON, and one whose test cells were deleted or rewritten."""
+
+    def submission(self, student: str) -> str:
+        """The notebook file ``student`` hands in, as text."""
+        if student == "corrupt_json":
+            text = self.submission("correct")
+            return text[: len(text) // 2]
+        return super().submission(student)
+
+    def write(self, folder: Path) -> list[str]:
+        """Write ``folder/<student>.ipynb`` for every student of the bank."""
+        folder.mkdir(parents=True, exist_ok=True)
+        for student in self.expected:
+            (folder / f"{student}.ipynb").write_text(self.submission(student), encoding="utf-8")
+        return list(self.expected)
 
 
-def write_bank(folder: Path) -> list[str]:
-    """Write ``folder/<student>.ipynb`` for every student of the bank."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for student in EXPECTED:
-        (folder / f"{student}.ipynb").write_text(submission(student), encoding="utf-8")
-    return list(EXPECTED)
+def _tamper(student: str, cell: dict) -> None:
+    """``tampered_tests`` deleted a failing visible test and faked the output of another."""
+    grade_id = bank_tools.grade_id(cell)
+    if student == "tampered_tests" and grade_id == "test_conv2d_loops":
+        cell.clear()  # deleted (dropped by submission())
+    elif student == "tampered_tests" and grade_id == "test_pool_backward":
+        cell["source"] = 'print("check_max_pool2d_backward: all 3 cases passed")'
 
+
+BANK = ConvolutionBank(
+    ASSIGNMENT, POINTS, MANUAL, EXPECTED, FEEDBACK_MESSAGES, _answers,
+    written={"weight_sharing_answer": "Sharing one kernel everywhere assumes that image statistics are the same at "
+                                      "every position ..."},
+    secrets=("ConvCase(", "PoolCase(", "SizeCase(", "span = dilation"), change=_tamper)
+write_bank, submission = BANK.write, BANK.submission  # for benchmarks/ and the sandbox tests
 
 if __name__ == "__main__":
-    print(*write_bank(Path(sys.argv[1])), sep="\n")
+    bank_tools.main(BANK, sys.argv)

@@ -1,19 +1,23 @@
 """course_lib.grading's checks: they accept correct code (course_lib's own, independent of the torch
 reference they compare with) and reject each plausible student bug with a message that names the
-case, its inputs and what is wrong. Also: one tolerance table, and stderr that costs no points."""
+case, its inputs and what is wrong. Also: one tolerance table, stderr that costs no points, and the one
+loader of submitted weights, which never unpickles."""
 from __future__ import annotations
 
+import pickle
 import re
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from course_lib import conv, pool
 from course_lib.grading import (CONV_CASES, FROM_SCRATCH, POOL_CASES, TOLERANCES, CheckFailure, ConvCase, PoolCase, SizeCase,
                                 check_avg_pool2d, check_avg_pool2d_backward, check_conv2d, check_conv2d_backward,
                                 check_conv_output_size, check_im2col, check_max_pool2d, check_max_pool2d_backward,
-                                describe_difference, tolerance)
+                                describe_difference, load_state_dict_file, tolerance)
 
 HARD_CONV = [ConvCase("stride, dilation, padding, non-square", (2, 3, 9, 11), (4, 3, 3, 2), stride=2, padding=1,
                       dilation=2, seed=5),
@@ -202,3 +206,47 @@ def test_stderr_in_a_test_cell_costs_no_points():
     assert StderrToStdout in autograde_preprocessors()
     cell.outputs.append(new_output("error", ename="CheckFailure", evalue="...", traceback=[]))
     assert determine_grade(cell)[0] == 0, "exceptions must still cost the points"
+
+
+class _Evil:
+    def __reduce__(self):  # unpickling this would create a file
+        return (Path.touch, (Path(_Evil.marker),))
+
+
+def _whole_models():
+    """What ``torch.save(model, path)`` writes for a model of assignments 2, 4 and 6: a whole pickled module."""
+    from course_lib.grading.segmentation_checks import SEGMENTATION_TASK
+    from course_lib.models.row_rnn import RowRNNClassifier
+    from course_lib.models.unet import UNet
+
+    return [nn.Linear(2, 2), UNet(**SEGMENTATION_TASK.unet_kwargs()), RowRNNClassifier("gru", hidden_size=4)]
+
+
+@pytest.mark.parametrize("whole_model", _whole_models(), ids=["linear", "unet", "row_rnn"])
+def test_submitted_weights_are_never_unpickled(tmp_path, whole_model):
+    """The one loader every check reads a submitted file with (``course_lib.grading.weights``)."""
+    _Evil.marker = str(tmp_path / "pwned")
+    with open(tmp_path / "evil.pt", "wb") as f:
+        pickle.dump({"w": _Evil()}, f)
+    with pytest.raises(CheckFailure, match=r"not a plain state_dict: it cannot be read with torch.load\(weights_only=True\)"):
+        load_state_dict_file(tmp_path / "evil.pt")
+    assert not (tmp_path / "pwned").exists(), "the grader executed code from a submitted file"
+    torch.save(whole_model, tmp_path / "model.pt")
+    with pytest.raises(CheckFailure, match=r"weights_only=True\), so it is not graded \(the grader never unpickles code\)"
+                                           r".*torch.save\(model.state_dict\(\), path\)"):
+        load_state_dict_file(tmp_path / "model.pt")
+    with pytest.raises(CheckFailure, match="no weights file missing.pt next to the notebook"):
+        load_state_dict_file(tmp_path / "missing.pt")
+
+
+def test_submitted_weights_load_from_a_state_dict_or_safetensors(tmp_path):
+    from safetensors.torch import save_file
+
+    state = {"w": torch.arange(3.0)}
+    save_file(state, str(tmp_path / "w.safetensors"))
+    torch.save(state, tmp_path / "w.pt")
+    for name in ("w.safetensors", "w.pt"):
+        assert torch.equal(load_state_dict_file(tmp_path / name)["w"], state["w"])
+    torch.save([torch.zeros(1)], tmp_path / "list.pt")
+    with pytest.raises(CheckFailure, match="must hold a state_dict"):
+        load_state_dict_file(tmp_path / "list.pt")

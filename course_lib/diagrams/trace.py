@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import nn
+
+from course_lib.counting import forward_once
 
 # Leaves that change nothing a reader of a block diagram needs (dropout is mentioned in captions).
 NOT_DRAWN = (nn.Dropout, nn.Dropout2d, nn.Flatten, nn.Identity)
@@ -97,18 +98,7 @@ def trace(model: nn.Module, input_shape: tuple[int, ...], kinds: tuple[str, ...]
 
     leaves = [(name, m) for name, m in model.named_modules()
               if not list(m.children()) and not isinstance(m, NOT_DRAWN)]
-    handles = [m.register_forward_hook(hook(name)) for name, m in leaves]
-    was_training = model.training
-    try:
-        model.eval()
-        param = next(model.parameters(), None)
-        x = torch.zeros(1, *input_shape, device=param.device if param is not None else "cpu")
-        with torch.no_grad():
-            (forward or model)(x)
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
+    forward_once(model, input_shape, [m.register_forward_hook(hook(name)) for name, m in leaves], forward)
     return records
 
 

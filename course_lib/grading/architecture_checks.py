@@ -21,7 +21,7 @@ from torch import nn
 
 from course_lib.counting import conv2d_num_params, count_mult_adds, count_parameters
 from course_lib.data import load_fashion_mnist
-from course_lib.grading.compare import call_student, describe_difference, fail, passed, sandbox_ready
+from course_lib.grading.compare import call_student, describe_difference, each_case, fail, passed, refuse, sandbox_ready
 from course_lib.grading.weights import load_state_dict_file
 from course_lib.train import predict
 
@@ -88,7 +88,7 @@ def _check_block(kind: str, student_cls: Callable, cases: Sequence[BlockCase]) -
     check = "check_basic_block" if kind == "basic" else "check_bottleneck"
     torchvision_name = "BasicBlock" if kind == "basic" else "Bottleneck"
     layers = "conv1, bn1, conv2, bn2" + (", conv3, bn3" if kind == "bottleneck" else "")
-    for case in cases:
+    for case in each_case(check, cases):
         params = case.describe()
         student = call_student(check, case.name, params, (), student_cls, case.in_channels, case.channels,
                                stride=case.stride)
@@ -124,9 +124,7 @@ def _check_block(kind: str, student_cls: Callable, cases: Sequence[BlockCase]) -
                 expected = reference(x.clone())
                 got = call_student(check, case.name, params, (), student, x.clone())
             problem = describe_difference(got, expected, f"output in {mode}() mode")
-            if problem:
-                raise fail(check, case.name, params, problem)
-    passed(check, len(cases))
+            refuse(check, case.name, params, problem)
 
 
 @sandbox_ready
@@ -192,7 +190,7 @@ def check_inception(Inception: Callable, cases: Sequence[InceptionCase] = INCEPT
     (randomised) weights, each found by its shape.
     """
     check = "check_inception"
-    for case in cases:
+    for case in each_case(check, cases):
         params = case.describe()
         student = call_student(check, case.name, params, (), Inception, case.in_channels, case.ch1x1, case.ch3x3red,
                                case.ch3x3, case.ch5x5red, case.ch5x5, case.pool_proj)
@@ -230,9 +228,7 @@ def check_inception(Inception: Callable, cases: Sequence[InceptionCase] = INCEPT
         with torch.no_grad():
             got = call_student(check, case.name, params, (), student, x)
         problem = describe_difference(got, expected, "output (branches concatenated in the order 1x1, 3x3, 5x5, pool)")
-        if problem:
-            raise fail(check, case.name, params, problem)
-    passed(check, len(cases))
+        refuse(check, case.name, params, problem)
 
 
 # --------------------------------------------------------------------------- depthwise-separable convolution
@@ -268,7 +264,7 @@ def check_depthwise_separable(DepthwiseSeparableConv: Callable, cases: Sequence[
     ``F.conv2d(groups=M)`` and ``F.batch_norm`` (eval mode) on the student's randomised weights.
     """
     check = "check_depthwise_separable"
-    for case in cases:
+    for case in each_case(check, cases):
         params = case.describe()
         M, N = case.in_channels, case.out_channels
         student = call_student(check, case.name, params, (), DepthwiseSeparableConv, M, N, stride=case.stride)
@@ -303,9 +299,7 @@ def check_depthwise_separable(DepthwiseSeparableConv: Callable, cases: Sequence[
         with torch.no_grad():
             got = call_student(check, case.name, params, (), student, x)
         problem = describe_difference(got, expected)
-        if problem:
-            raise fail(check, case.name, params, problem)
-    passed(check, len(cases))
+        refuse(check, case.name, params, problem)
 
 
 #: ``(M, N, D_K, D_F)``: input and output channels, kernel size, output feature-map size.
@@ -324,7 +318,7 @@ def check_conv_costs(conv_mult_adds: Callable, separable_mult_adds: Callable, se
     "same" padding on a ``D_F x D_F`` input.
     """
     check = "check_conv_costs"
-    for number, (M, N, K, D) in enumerate(cases, 1):
+    for number, (M, N, K, D) in enumerate(each_case(check, cases), 1):
         label, params = f"{number} of {len(cases)}", f"M={M}, N={N}, D_K={K}, D_F={D}"
         standard = nn.Conv2d(M, N, K, padding=K // 2, bias=False)
         separable = nn.Sequential(nn.Conv2d(M, M, K, padding=K // 2, groups=M, bias=False), nn.Conv2d(M, N, 1, bias=False))
@@ -340,7 +334,6 @@ def check_conv_costs(conv_mult_adds: Callable, separable_mult_adds: Callable, se
             if int(got) != value:
                 raise fail(check, label, params, f"{what}: expected {value:,} (measured on real nn.Conv2d layers), "
                            f"got {int(got):,} (off by a factor {int(got) / value:.4g})")
-    passed(check, len(cases))
 
 
 # --------------------------------------------------------------------------- a trained model from a file

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from course_lib.grading.compare import call_student, describe_difference, fail, passed, sandbox_ready
+from course_lib.grading.compare import call_student, describe_difference, each_case, fail, refuse, sandbox_ready
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ def check_squeeze_excitation(squeeze_excitation: Callable, cases: Sequence[SECas
     from torchvision.ops import SqueezeExcitation as Reference
 
     check = "check_squeeze_excitation"
-    for case in cases:
+    for case in each_case(check, cases):
         params = case.describe()
         C = case.input_shape[1]
         with torch.random.fork_rng(devices=[]):
@@ -104,9 +104,7 @@ def check_squeeze_excitation(squeeze_excitation: Callable, cases: Sequence[SECas
             expected_out = reference(x)
             got = call_student(check, case.name, params, (), module, x)
         problem = describe_difference(got, expected_out)
-        if problem:
-            raise fail(check, case.name, params, problem)
-    passed(check, len(cases))
+        refuse(check, case.name, params, problem)
 
 
 def _softmax_positions(scores: np.ndarray) -> np.ndarray:
@@ -119,7 +117,7 @@ def _softmax_positions(scores: np.ndarray) -> np.ndarray:
 def check_spatial_softmax(spatial_softmax: Callable, cases: Sequence[AttentionCase] = ATTENTION_CASES) -> None:
     """``spatial_softmax(scores (N, 1, H, W)) -> weights (N, 1, H, W)``, summing to 1 over ``(H, W)``."""
     check = "check_spatial_softmax"
-    for case in cases:
+    for case in each_case(check, cases):
         scores, _ = case.tensors()
         expected = torch.from_numpy(_softmax_positions(scores.numpy()))
         got = call_student(check, case.name, case.describe(), (), spatial_softmax, scores.clone())
@@ -127,9 +125,7 @@ def check_spatial_softmax(spatial_softmax: Callable, cases: Sequence[AttentionCa
         if problem and isinstance(got, torch.Tensor) and got.shape == expected.shape:
             sums = got.detach().sum(dim=(2, 3)).flatten()
             problem += f"\n  your weights sum to {[round(float(s), 4) for s in sums]} over (H, W); they must sum to 1"
-        if problem:
-            raise fail(check, case.name, case.describe(), problem)
-    passed(check, len(cases))
+        refuse(check, case.name, case.describe(), problem)
 
 
 @sandbox_ready
@@ -137,12 +133,10 @@ def check_attention_pool(attention_pool: Callable, cases: Sequence[AttentionCase
     """``attention_pool(features (N, C, H, W), scores (N, 1, H, W)) -> (N, C)``: the softmax-weighted
     sum of the feature vectors over positions."""
     check = "check_attention_pool"
-    for case in cases:
+    for case in each_case(check, cases):
         scores, features = case.tensors()
         a = _softmax_positions(scores.numpy())  # (N, 1, H, W)
         expected = torch.from_numpy(np.einsum("nhw,nchw->nc", a[:, 0], features.numpy()))
         got = call_student(check, case.name, case.describe(), (), attention_pool, features.clone(), scores.clone())
         problem = describe_difference(got, expected, "pooled")
-        if problem:
-            raise fail(check, case.name, case.describe(), problem)
-    passed(check, len(cases))
+        refuse(check, case.name, case.describe(), problem)

@@ -14,12 +14,16 @@ from __future__ import annotations
 import contextlib
 import importlib
 import sys
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
 from unittest import mock
 
 import torch
 
 from course_lib.grading import forbidden_ops
 from course_lib.grading.forbidden_ops import ForbiddenCall
+
+T = TypeVar("T")
 
 #: ``(dtype, device type) -> (rtol, atol)``. CPU values are ``torch.testing.assert_close``'s
 #: defaults; CUDA float32 is looser because matrix products there may run in TF32 (10-bit mantissa).
@@ -157,6 +161,23 @@ def describe_difference(got, expected: torch.Tensor, what: str = "output") -> st
 def fail(check: str, case: str, params: str, problem: str) -> CheckFailure:
     """The exception a check raises: which check, which case, its inputs, and what went wrong."""
     return CheckFailure(f"{check} failed on case {case!r}\n  inputs: {params}\n{problem}")
+
+
+def refuse(check: str, case: str, params: str, problem: str | None) -> None:
+    """Fail the check on ``case`` when ``problem`` says what is wrong (``None`` or ``""``: the case passed)."""
+    if problem:
+        raise fail(check, case, params, problem)
+
+
+def each_case(check: str, cases: Iterable[T]) -> Iterator[T]:
+    """The cases of ``check``, one at a time, as every check loops over them; once the loop has run
+    through all of them (none failed: a failure leaves the loop by its exception), the student sees
+    :func:`passed`."""
+    count = 0
+    for case in cases:
+        count += 1
+        yield case
+    passed(check, count)
 
 
 def call_student(check: str, case: str, params: str, forbidden, fn, *args, **kwargs):

@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from course_lib.grading.compare import call_student, describe_difference, fail, passed, sandbox_ready
+from course_lib.grading.compare import call_student, describe_difference, each_case, refuse, sandbox_ready
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ CONV_CASES = (
 @sandbox_ready
 def check_conv_output_size(conv_output_size: Callable, cases: Sequence[SizeCase] = SIZE_CASES) -> None:
     """The student's output-size formula against the length of a real ``F.conv1d`` output."""
-    for number, case in enumerate(cases, 1):
+    for number, case in enumerate(each_case("check_conv_output_size", cases), 1):
         label = f"{number} of {len(cases)}"
         ref = F.conv1d(torch.zeros(1, 1, case.size), torch.zeros(1, 1, case.kernel_size),
                        stride=case.stride, padding=case.padding, dilation=case.dilation).shape[-1]
@@ -96,25 +96,21 @@ def check_conv_output_size(conv_output_size: Callable, cases: Sequence[SizeCase]
                        + (" (use // for the floor division)" if isinstance(got, float) else ""))
         elif int(got) != ref:
             problem = f"wrong output size: expected {ref}, got {int(got)}"
-        if problem:
-            raise fail("check_conv_output_size", label, case.describe(), problem)
-    passed("check_conv_output_size", len(cases))
+        refuse("check_conv_output_size", label, case.describe(), problem)
 
 
 @sandbox_ready
 def check_im2col(im2col: Callable, cases: Sequence[ConvCase] = CONV_CASES, dtype=torch.float32,
                  device: str = "cpu", forbidden: Sequence[str] = ()) -> None:
     """``im2col(input, kernel_size, dilation, padding, stride)`` against ``F.unfold``: ``(N, C*kH*kW, L)``."""
-    for case in cases:
+    for case in each_case("check_im2col", cases):
         x, w, _ = case.tensors(dtype, device)
         kernel_size = tuple(w.shape[2:])
         params = f"kernel_size={kernel_size}, " + case.describe(dtype, device)
         expected = F.unfold(x.double(), kernel_size, **case.geometry()).to(dtype)
         got = call_student("check_im2col", case.name, params, forbidden, im2col, x, kernel_size, **case.geometry())
         problem = describe_difference(got, expected, "columns")
-        if problem:
-            raise fail("check_im2col", case.name, params, problem)
-    passed("check_im2col", len(cases))
+        refuse("check_im2col", case.name, params, problem)
 
 
 @sandbox_ready
@@ -125,15 +121,13 @@ def check_conv2d(conv2d: Callable, cases: Sequence[ConvCase] = CONV_CASES, dtype
     The reference is computed in float64 and rounded to ``dtype``, so that the tolerance only has
     to absorb the student's own rounding.
     """
-    for case in cases:
+    for case in each_case("check_conv2d", cases):
         x, w, b = case.tensors(dtype, device)
         params = case.describe(dtype, device)
         expected = F.conv2d(x.double(), w.double(), None if b is None else b.double(), **case.geometry()).to(dtype)
         got = call_student("check_conv2d", case.name, params, forbidden, conv2d, x, w, b, **case.geometry())
         problem = describe_difference(got, expected)
-        if problem:
-            raise fail("check_conv2d", case.name, params, problem)
-    passed("check_conv2d", len(cases))
+        refuse("check_conv2d", case.name, params, problem)
 
 
 @sandbox_ready
@@ -146,7 +140,7 @@ def check_conv2d_backward(conv2d_backward: Callable, cases: Sequence[ConvCase] =
     ``torch.autograd.grad((F.conv2d(x, w, b) * grad_output).sum(), (x, w, b))``.
     """
     dtype = torch.float64
-    for case in cases:
+    for case in each_case("check_conv2d_backward", cases):
         x, w, _ = case.tensors(dtype, device)
         params = case.describe(dtype, device)
         b = torch.zeros(w.shape[0], dtype=dtype, device=device)  # its gradient does not depend on its value
@@ -162,6 +156,4 @@ def check_conv2d_backward(conv2d_backward: Callable, cases: Sequence[ConvCase] =
         else:
             problem = next(filter(None, (describe_difference(v, e, what) for v, e, what in
                                          zip(got, expected, ("grad_input", "grad_weight", "grad_bias")))), None)
-        if problem:
-            raise fail("check_conv2d_backward", case.name, params, problem)
-    passed("check_conv2d_backward", len(cases))
+        refuse("check_conv2d_backward", case.name, params, problem)

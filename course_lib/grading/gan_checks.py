@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_lib.data import load_fashion_mnist
-from course_lib.grading.compare import call_student, describe_difference, fail, passed, sandbox_ready
+from course_lib.grading.compare import call_student, describe_difference, each_case, fail, refuse, sandbox_ready
 from course_lib.grading.gan_spec import (conv_size, discriminator_spec, generator_spec, spec_problem,
                                          transposed_conv_size)
 from course_lib.models.dcgan import Discriminator, Generator
@@ -90,7 +90,7 @@ def check_generator(build_generator: Callable, cases: Sequence[NetCase] = NET_CA
     """``build_generator(z_dim, width)(z (N, z_dim))`` -> images ``(N, 1, 28, 28)`` in ``[-1, 1]``, made
     by transposed convolutions, different for different ``z``."""
     check = "check_generator"
-    for case in cases:
+    for case in each_case(check, cases):
         params = case.describe("generator") + ", eval mode"
         model = _build(check, case, params, build_generator, z_dim=case.z_dim, width=case.width).eval()
         z = torch.randn(case.batch, case.z_dim, generator=torch.Generator().manual_seed(case.seed))
@@ -109,16 +109,14 @@ def check_generator(build_generator: Callable, cases: Sequence[NetCase] = NET_CA
         if case.batch > 1 and torch.allclose(out[0], out[1]):
             raise fail(check, case.name, params, "two different z gave the same image")
         problem = spec_problem(model, generator_spec(case.z_dim, case.width), z, case.seed)
-        if problem:
-            raise fail(check, case.name, params, problem)
-    passed(check, len(cases))
+        refuse(check, case.name, params, problem)
 
 
 @sandbox_ready
 def check_discriminator(build_discriminator: Callable, cases: Sequence[NetCase] = NET_CASES) -> None:
     """``build_discriminator(width)(images (N, 1, 28, 28))`` -> one logit per image, ``(N,)``."""
     check = "check_discriminator"
-    for case in cases:
+    for case in each_case(check, cases):
         params = case.describe("discriminator") + ", eval mode"
         model = _build(check, case, params, build_discriminator, width=case.width).eval()
         x = torch.rand(case.batch, 1, 28, 28, generator=torch.Generator().manual_seed(case.seed)) * 2 - 1
@@ -130,9 +128,7 @@ def check_discriminator(build_discriminator: Callable, cases: Sequence[NetCase] 
         if not any(m.stride != (1, 1) for m, _, _ in seen if isinstance(m, nn.Conv2d)):
             raise fail(check, case.name, params, "expected strided convolutions (stride 2) to down-sample")
         problem = spec_problem(model, discriminator_spec(case.width), x, case.seed)
-        if problem:
-            raise fail(check, case.name, params, problem)
-    passed(check, len(cases))
+        refuse(check, case.name, params, problem)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -171,7 +167,7 @@ def check_gan_losses(discriminator_loss: Callable, generator_loss: Callable,
     ``generator_loss(fake_logits)`` against ``F.binary_cross_entropy_with_logits``, with gradients."""
     check = "check_gan_losses"
     bce = F.binary_cross_entropy_with_logits
-    for case in cases:
+    for case in each_case(check, cases):
         params = case.describe()
         real, fake = case.logits()
         # references, and their gradients with respect to the logits
@@ -197,9 +193,7 @@ def check_gan_losses(discriminator_loss: Callable, generator_loss: Callable,
                         problem = problem or describe_difference(
                             g_got if g_got is not None else torch.zeros_like(g_exp), g_exp,
                             f"gradient of {what} with respect to {name}")
-            if problem:
-                raise fail(check, case.name, params, problem)
-    passed(check, len(cases))
+            refuse(check, case.name, params, problem)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -283,7 +277,7 @@ def check_train_step(train_step: Callable, cases: Sequence[StepCase] = STEP_CASE
     """``train_step(G, D, opt_G, opt_D, real, z_d, z_g) -> (d_loss, g_loss)``, ``steps`` times in a row: after
     each, both networks' parameters and the two losses (floats, before the updates) against the reference."""
     check = "check_train_step"
-    for case in cases:
+    for case in each_case(check, cases):
         params = case.describe()
         runs, batches = _step_setup(case)
         (G_ref, D_ref, *opts_ref), (G_got, D_got, *opts_got) = runs["reference"], runs["student"]
@@ -295,7 +289,6 @@ def check_train_step(train_step: Callable, cases: Sequence[StepCase] = STEP_CASE
                                   *(t.clone() for t in batch))
             step = "" if number == 1 else f" (step {number} of {case.steps})"
             _compare_step(check, case, params, step, losses, expected, nets, before)
-    passed(check, len(cases))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -342,9 +335,8 @@ def check_short_training(train_step: Callable, build_generator: Callable, build_
 
     check = "check_short_training"
     images, _ = load_fashion_mnist("train")
-    for case in cases:
+    for case in each_case(check, cases):
         _short_training(check, case, images, train_step, build_generator, build_discriminator)
-    passed(check, len(cases))
 
 
 def _short_training(check: str, case: TrainingCase, images: torch.Tensor, train_step: Callable,

@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from course_lib.grading.compare import call_student, describe_difference, fail, passed, sandbox_ready
+from course_lib.grading.compare import call_student, describe_difference, each_case, refuse, sandbox_ready
 
 #: What assignment 6 asks students to write themselves: torch's recurrent modules (the cells'
 #: reference), autograd (the BPTT reference) and torch's clipping (the clipping reference).
@@ -146,7 +146,7 @@ def check_rnn_cell(rnn_cell: Callable, cases: Sequence[CellCase] = CELL_CASES, d
                    device: str = "cpu", forbidden: Sequence[str] = ()) -> None:
     """``rnn_cell(x, h, params) -> h_next`` against ``nn.RNNCell`` with the same weights."""
     check = "check_rnn_cell"
-    for case in cases:
+    for case in each_case(check, cases):
         p, (x, h) = rnn_params(case), _state(case, 1)
         params = case.describe(dtype, device)
         with torch.no_grad():
@@ -154,9 +154,7 @@ def check_rnn_cell(rnn_cell: Callable, cases: Sequence[CellCase] = CELL_CASES, d
         got = call_student(check, case.name, params, forbidden, rnn_cell, *_to((x, h), dtype, device),
                            _to(p, dtype, device))
         problem = describe_difference(got, expected, "h_next")
-        if problem:
-            raise fail(check, case.name, params, problem)
-    passed(check, len(cases))
+        refuse(check, case.name, params, problem)
 
 
 @sandbox_ready
@@ -164,7 +162,7 @@ def check_lstm_cell(lstm_cell: Callable, cases: Sequence[CellCase] = CELL_CASES,
                     device: str = "cpu", forbidden: Sequence[str] = ()) -> None:
     """``lstm_cell(x, (h, C), params) -> (h_next, C_next)`` against ``nn.LSTMCell`` (rows i, f, g, o)."""
     check = "check_lstm_cell"
-    for case in cases:
+    for case in each_case(check, cases):
         p, (x, h, c) = lstm_params(case), _state(case, 2)
         params = case.describe(dtype, device) + ", C like h"
         with torch.no_grad():
@@ -175,9 +173,7 @@ def check_lstm_cell(lstm_cell: Callable, cases: Sequence[CellCase] = CELL_CASES,
             problem = f"expected a pair (h_next, C_next), got {type(got).__name__}"
         else:
             problem = describe_difference(got[1], c_ref, "C_next") or describe_difference(got[0], h_ref, "h_next")
-        if problem:
-            raise fail(check, case.name, params, problem)
-    passed(check, len(cases))
+        refuse(check, case.name, params, problem)
 
 
 @sandbox_ready
@@ -185,7 +181,7 @@ def check_gru_cell(gru_cell: Callable, cases: Sequence[CellCase] = CELL_CASES, d
                    device: str = "cpu", forbidden: Sequence[str] = ()) -> None:
     """``gru_cell(x, h, params) -> h_next`` against ``nn.GRUCell`` (cuDNN's reset-after candidate)."""
     check = "check_gru_cell"
-    for case in cases:
+    for case in each_case(check, cases):
         p, (x, h) = gru_params(case), _state(case, 1)
         params = case.describe(dtype, device)
         with torch.no_grad():
@@ -193,9 +189,7 @@ def check_gru_cell(gru_cell: Callable, cases: Sequence[CellCase] = CELL_CASES, d
         got = call_student(check, case.name, params, forbidden, gru_cell, *_to((x, h), dtype, device),
                            _to(p, dtype, device))
         problem = describe_difference(got, expected, "h_next")
-        if problem:
-            raise fail(check, case.name, params, problem)
-    passed(check, len(cases))
+        refuse(check, case.name, params, problem)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -238,7 +232,7 @@ def check_rnn_backward(rnn_backward: Callable, cases: Sequence[BPTTCase] = BPTT_
     The loss is ``L = Σ_t <grad_hs[t], h_t>``, so ``grad_hs[t] = ∂L/∂h_t`` (direct part only).
     """
     check, dtype = "check_rnn_backward", torch.float64
-    for case in cases:
+    for case in each_case(check, cases):
         cell_case = CellCase(case.name, case.batch, case.input_size, case.hidden_size, case.scale, case.seed)
         p = rnn_params(cell_case)
         g = torch.Generator().manual_seed(case.seed + 2000)
@@ -263,9 +257,7 @@ def check_rnn_backward(rnn_backward: Callable, cases: Sequence[BPTTCase] = BPTT_
         else:
             problem = next((m for m in (describe_difference(v, r.to(device), n) for v, r, n in zip(got, refs, names))
                             if m), None)
-        if problem:
-            raise fail(check, case.name, params, problem)
-    passed(check, len(cases))
+        refuse(check, case.name, params, problem)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -310,7 +302,7 @@ def check_clip_grad_norm(clip_grad_norm: Callable, cases: Sequence[ClipCase] = C
     The reference clips parameters holding the same gradients in place.
     """
     check = "check_clip_grad_norm"
-    for case in cases:
+    for case in each_case(check, cases):
         grads = case.grads()
         ref = [torch.zeros(shape, requires_grad=True) for shape in case.shapes]
         for p, g in zip(ref, grads):
@@ -335,6 +327,4 @@ def check_clip_grad_norm(clip_grad_norm: Callable, cases: Sequence[ClipCase] = C
                     problem = None if mine is None else f"gradient {k}: was None, expected None back"
                 else:
                     problem = describe_difference(mine, r.grad, f"clipped gradient {k}")
-        if problem:
-            raise fail(check, case.name, params, problem)
-    passed(check, len(cases))
+        refuse(check, case.name, params, problem)

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_lib.grading.compare import call_student, describe_difference, fail, passed, sandbox_ready
+from course_lib.grading.compare import call_student, describe_difference, each_case, passed, refuse, sandbox_ready
 
 #: What assignment 7 asks students to write themselves; the checks compare with these, so a
 #: solution may not call them (``forbidden=TRAINING_FROM_SCRATCH``).
@@ -96,7 +96,7 @@ def reference_relative_error(a: torch.Tensor, b: torch.Tensor, floor: float = 1e
 def check_relative_error(relative_error: Callable, cases: Sequence[RelErrCase] = RELERR_CASES) -> None:
     """``relative_error(a, b) -> float`` against the formula (the default floor, 1e-12)."""
     check = "check_relative_error"
-    for case in cases:
+    for case in each_case(check, cases):
         a, b = case.tensors()
         params = f"a {case.shape} = {case.scale}*N(0,1), b = {case.kind}, float64, seed={case.seed}"
         got = call_student(check, case.name, params, (), relative_error, a.clone(), b.clone())
@@ -109,9 +109,7 @@ def check_relative_error(relative_error: Callable, cases: Sequence[RelErrCase] =
             problem = f"wrong relative error: expected {expected:.6g}, got {got:.6g}"
         else:
             problem = None
-        if problem:
-            raise fail(check, case.name, params, problem)
-    passed(check, len(cases))
+        refuse(check, case.name, params, problem)
 
 
 @dataclass(frozen=True)
@@ -168,7 +166,7 @@ def check_numerical_gradient(numerical_gradient: Callable, cases: Sequence[GradC
     The tolerance, ``(10 h² + 1e-8) * (1 + |expected|)``, is what centred differences meet (their error
     is O(h²) plus rounding) and a one-sided difference (O(h)) does not."""
     check = "check_numerical_gradient"
-    for case in cases:
+    for case in each_case(check, cases):
         f = case.module()
         x = _seeded(case.seed + 100, *case.x_shape, scale=case.scale)
         with torch.no_grad():
@@ -180,9 +178,7 @@ def check_numerical_gradient(numerical_gradient: Callable, cases: Sequence[GradC
         got = call_student(check, case.name, params, forbidden, numerical_gradient, f, x.clone(), grad_output.clone(),
                            *(() if case.h is None else (case.h,)))
         problem = _gradient_problem(got, expected, 1e-6 if case.h is None else case.h)
-        if problem:
-            raise fail(check, case.name, params, problem)
-    passed(check, len(cases))
+        refuse(check, case.name, params, problem)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -244,7 +240,7 @@ def check_batchnorm_forward(batchnorm_forward: Callable, cases: Sequence[BNCase]
     """``batchnorm_forward(x, gamma, beta, running_mean, running_var, training, momentum, eps) ->
     (out, new_running_mean, new_running_var)`` against ``nn.BatchNorm2d`` (in float64, rounded to ``dtype``)."""
     check = "check_batchnorm_forward"
-    for case in cases:
+    for case in each_case(check, cases):
         bn, tensors = case.torch_bn(), case.tensors()
         with torch.no_grad():
             out = bn(tensors[0])
@@ -257,9 +253,7 @@ def check_batchnorm_forward(batchnorm_forward: Callable, cases: Sequence[BNCase]
         else:
             problem = next(filter(None, (describe_difference(v, e.to(dtype), what) for v, e, what in
                                          zip(got, expected, ("out", "new_running_mean", "new_running_var")))), None)
-        if problem:
-            raise fail(check, case.name, params, problem)
-    passed(check, len(cases))
+        refuse(check, case.name, params, problem)
 
 
 @sandbox_ready
@@ -268,7 +262,7 @@ def check_batchnorm_backward(batchnorm_backward: Callable, cases: Sequence[BNCas
     """``batchnorm_backward(grad_out, x, gamma, eps) -> (grad_x, grad_gamma, grad_beta)`` (training mode:
     the batch's statistics) against autograd through ``nn.BatchNorm2d``, in float64."""
     check = "check_batchnorm_backward"
-    for case in cases:
+    for case in each_case(check, cases):
         bn = case.torch_bn().train()
         x = case.tensors()[0].requires_grad_(True)
         out = bn(x)
@@ -282,9 +276,7 @@ def check_batchnorm_backward(batchnorm_backward: Callable, cases: Sequence[BNCas
         else:
             problem = next(filter(None, (describe_difference(v, e, what) for v, e, what in
                                          zip(got, expected, ("grad_x", "grad_gamma", "grad_beta")))), None)
-        if problem:
-            raise fail(check, case.name, params, problem)
-    passed(check, len(cases))
+        refuse(check, case.name, params, problem)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -357,10 +349,8 @@ def check_dropout(dropout: Callable, cases: Sequence[DropoutCase] = DROPOUT_CASE
         got = call_student(check, case.name, params, forbidden, dropout, x.clone(), case.p, case.training,
                            torch.Generator().manual_seed(case.seed))
         problem = describe_difference(got, expected)
-        if problem:
-            raise fail(check, case.name, params, problem)
+        refuse(check, case.name, params, problem)
     for p in statistics:
         problem = _dropout_statistics(dropout, p, forbidden, dtype)
-        if problem:
-            raise fail(check, f"statistics, p={p}", f"x = torch.ones(200000), p={p}, {dtype}", problem)
+        refuse(check, f"statistics, p={p}", f"x = torch.ones(200000), p={p}, {dtype}", problem)
     passed(check, len(cases) + len(statistics))

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_lib.grading.architecture_checks import build_from_file
-from course_lib.grading.compare import call_student, fail, passed, sandbox_ready
+from course_lib.grading.compare import call_student, each_case, fail, passed, sandbox_ready
 from course_lib.train import predict
 
 
@@ -48,7 +48,7 @@ def check_random_crop_flip(random_crop_flip: Callable, cases: Sequence[tuple] = 
     must be 1/2 and every offset must occur (binomial bounds at about 5 standard deviations).
     """
     check = "check_random_crop_flip"
-    for N, C, H, W, p, seed in cases:
+    for N, C, H, W, p, seed in each_case(check, cases):
         case, params = f"{N} images {C}x{H}x{W}", f"images ({N}, {C}, {H}, {W}), padding={p}, generator seed {seed}"
         images = torch.rand(N, C, H, W, generator=torch.Generator().manual_seed(seed + 100)) + 0.1  # no zero pixels
         got = call_student(check, case, params, (), random_crop_flip, images.clone(), p,
@@ -81,7 +81,6 @@ def check_random_crop_flip(random_crop_flip: Callable, cases: Sequence[tuple] = 
             missing = int((per_offset == 0).sum())
             raise fail(check, case, params, f"{missing} of the {offsets} crop offsets never occurred in {N} images: "
                        f"offsets must be drawn uniformly from 0..{2 * p} along each axis")
-    passed(check, len(cases))
 
 
 # --------------------------------------------------------------------------- class balance
@@ -101,7 +100,7 @@ def check_class_weights(class_weights: Callable, cases=BALANCE_CASES) -> None:
     from sklearn.utils.class_weight import compute_class_weight
 
     check = "check_class_weights"
-    for counts, seed in cases:
+    for counts, seed in each_case(check, cases):
         labels, K = _labels(counts, seed), len(counts)
         params = f"class counts {counts}, num_classes={K}"
         expected = torch.tensor(compute_class_weight("balanced", classes=np.arange(K), y=labels.numpy()),
@@ -113,7 +112,6 @@ def check_class_weights(class_weights: Callable, cases=BALANCE_CASES) -> None:
         if not torch.allclose(got.double(), expected.double(), rtol=1e-5, atol=1e-6):
             raise fail(check, str(counts), params, f"expected N / (K * n_c) = {[round(v, 4) for v in expected.tolist()]}, "
                        f"got {[round(v, 4) for v in got.double().tolist()]}")
-    passed(check, len(cases))
 
 
 @sandbox_ready
@@ -121,7 +119,7 @@ def check_sample_weights(sample_weights: Callable, cases=BALANCE_CASES) -> None:
     """``sample_weights(labels) -> (N,)``: one weight per example for ``WeightedRandomSampler``, so
     that every class is drawn equally often: proportional to ``1 / n_{y_i}`` (any positive scale)."""
     check = "check_sample_weights"
-    for counts, seed in cases:
+    for counts, seed in each_case(check, cases):
         labels = _labels(counts, seed)
         params = f"class counts {counts}"
         got = call_student(check, str(counts), params, (), sample_weights, labels.clone())
@@ -142,7 +140,6 @@ def check_sample_weights(sample_weights: Callable, cases=BALANCE_CASES) -> None:
         expected = torch.tensor([counts[int(labels[0])] / counts[int(c)] for c in labels], dtype=torch.float64)
         if not torch.allclose(ratio, expected, rtol=1e-6):
             raise fail(check, str(counts), params, "examples of the same class must have the same weight, 1 / n_c")
-    passed(check, len(cases))
 
 
 @sandbox_ready
@@ -222,7 +219,7 @@ def check_warmup_cosine(factor: Callable, cases=SCHEDULE_CASES) -> None:
     (:func:`reference_warmup_cosine`) stepped once per epoch.
     """
     check = "check_warmup_cosine"
-    for base, warmup, total in cases:
+    for base, warmup, total in each_case(check, cases):
         case, params = f"warmup {warmup}, total {total}", f"base lr {base}, warmup_epochs={warmup}, total_epochs={total}"
         expected = _lrs(reference_warmup_cosine, base, warmup, total)
         got = []
@@ -243,7 +240,6 @@ def check_warmup_cosine(factor: Callable, cases=SCHEDULE_CASES) -> None:
                        f"first at epoch {e}: expected {expected[e]:.6g}, got {got[e]:.6g} "
                        f"(factor {expected[e] / base:.6g} expected, {got[e] / base:.6g} returned)\n"
                        f"  expected {[f'{v:.4g}' for v in expected]}\n  got      {[f'{v:.4g}' for v in got]}")
-    passed(check, len(cases))
 
 
 # --------------------------------------------------------------------------- fine-tuning

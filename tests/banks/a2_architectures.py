@@ -20,9 +20,6 @@ import bank_tools
 from bank_tools import edit, without
 
 ASSIGNMENT = "a2_architectures"
-RELEASE = bank_tools.release_path(ASSIGNMENT)
-SOLUTION = bank_tools.solution_path(ASSIGNMENT)
-WEIGHTS = "a2_model.pt"
 MANUAL = {"residual_answer": 4}
 
 #: Points of every autograded test cell.
@@ -35,7 +32,6 @@ POINTS = {
     "test_receptive_field": 2, "test_receptive_field_hidden": 2,
     "test_network_cost": 2, "test_network_cost_hidden": 2,
 }
-FULL = sum(POINTS.values())
 
 
 #: Expected autograde score per student and test cell.
@@ -140,13 +136,6 @@ def _answers(student: str) -> dict[str, str]:
     return code
 
 
-def submission(student: str) -> str:
-    """The notebook ``student`` hands in, as text."""
-    written = {} if student == "blank" else {
-        "residual_answer": "The shortcut adds the identity to every block's Jacobian, so ..."}
-    return bank_tools.submission(ASSIGNMENT, _answers(student), written)
-
-
 def weight_files() -> dict[str, Path]:
     """``kind -> file``: ``trained`` (the solution's training), ``untrained`` (saved before training),
     ``pickled`` (a whole model pickled by ``torch.save(model, ...)``); cached by the solution's hash."""
@@ -172,12 +161,13 @@ WEIGHT_FILE = {"correct": "trained", "blank": None, "no_projection_for_channels"
                "output_size_ignores_dilation": "trained"}
 
 
-def write_bank(folder: Path) -> list[str]:
-    """Write ``folder/<student>/a2_architectures.ipynb`` and the student's ``a2_model.pt``."""
-    files = weight_files()
-    return bank_tools.write_bank(folder, ASSIGNMENT, {student: submission(student) for student in EXPECTED},
-                                 {s: files[k] if k else None for s, k in WEIGHT_FILE.items()}, WEIGHTS)
-
+BANK = bank_tools.Bank(
+    ASSIGNMENT, POINTS, MANUAL, EXPECTED, FEEDBACK_MESSAGES, _answers,
+    written={"residual_answer": "The shortcut adds the identity to every block's Jacobian, so ..."},
+    secrets=("BlockCase(", "InceptionCase(", "SeparableCase(", "check_test_accuracy(build_model",
+             "groups=in_channels, bias=False", "OneCycleLR"),
+    weights=bank_tools.Weights("a2_model.pt", weight_files, WEIGHT_FILE))
+write_bank = BANK.write  # for benchmarks/grading_sandbox.py
 
 if __name__ == "__main__":
-    print(*write_bank(Path(sys.argv[1])), sep="\n")
+    bank_tools.main(BANK, sys.argv)

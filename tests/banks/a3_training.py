@@ -26,9 +26,6 @@ import bank_tools
 from bank_tools import edit, without
 
 ASSIGNMENT = "a3_training"
-RELEASE = bank_tools.release_path(ASSIGNMENT)
-SOLUTION = bank_tools.solution_path(ASSIGNMENT)
-WEIGHTS = "a3_model.pt"
 MANUAL = {"finetune_answer": 4}
 
 #: Points of every autograded test cell.
@@ -39,7 +36,6 @@ POINTS = {
     "test_finetune": 2, "test_finetune_hidden": 1,
     "test_model_file": 2, "test_balanced_hidden": 6,
 }
-FULL = sum(POINTS.values())
 
 #: Expected autograde score per student and test cell.
 EXPECTED: dict[str, dict[str, int]] = {
@@ -134,13 +130,6 @@ def _answers(student: str) -> dict[str, str]:
     return code
 
 
-def submission(student: str) -> str:
-    """The notebook ``student`` hands in, as text."""
-    written = {} if student == "blank" else {
-        "finetune_answer": "With little data and a similar task I would freeze the features and train a new head ..."}
-    return bank_tools.submission(ASSIGNMENT, _answers(student), written)
-
-
 def weight_files() -> dict[str, Path]:
     """``kind -> file``: ``trained`` (the solution's fine-tuning), ``untrained`` (the pretrained network
     with its new random head, saved before fine-tuning), ``pickled`` (a whole model pickled by
@@ -165,12 +154,13 @@ WEIGHT_FILE = {"correct": "trained", "blank": None, "augment_ignores_generator":
                "own_head_class": "trained", "forged_restructure": "trained"}
 
 
-def write_bank(folder: Path) -> list[str]:
-    """Write ``folder/<student>/a3_training.ipynb`` and the student's ``a3_model.pt``."""
-    files = weight_files()
-    return bank_tools.write_bank(folder, ASSIGNMENT, {student: submission(student) for student in EXPECTED},
-                                 {s: files[k] if k else None for s, k in WEIGHT_FILE.items()}, WEIGHTS)
-
+BANK = bank_tools.Bank(
+    ASSIGNMENT, POINTS, MANUAL, EXPECTED, FEEDBACK_MESSAGES, _answers,
+    written={"finetune_answer": "With little data and a similar task I would freeze the features and train a new head ..."},
+    secrets=("check_model_balanced_accuracy", "cases=[", "1.0 / counts[labels]", "math.cos",
+             "p.requires_grad = not freeze"),
+    weights=bank_tools.Weights("a3_model.pt", weight_files, WEIGHT_FILE))
+write_bank = BANK.write  # for benchmarks/grading_sandbox.py
 
 if __name__ == "__main__":
-    print(*write_bank(Path(sys.argv[1])), sep="\n")
+    bank_tools.main(BANK, sys.argv)

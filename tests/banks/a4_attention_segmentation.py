@@ -3,21 +3,23 @@
 Each student starts from ``assignments/a4_attention_segmentation/a4_attention_segmentation.ipynb`` and
 fills its solution cells with the reference solution's code, changed the way real students get it
 wrong. Part 5 is graded on a weights file handed in next to the notebook, so every student is a folder
-``<student>/`` holding the notebook and (except ``blank``) a weights file: the trained reference
-weights (``write_bank(folder, weights=...)``), or, for ``pickled_model``, a whole pickled module.
-The expected scores per test cell are worked out by hand in ``EXPECTED``.
+``<student>/`` holding the notebook and (except ``blank``) a weights file: the reference solution's
+trained U-Net (:func:`weight_files`: trained once, about a minute of CPU, cached under
+``_build/test-grading/`` by the hash of the solution and of the task's settings), or, for
+``pickled_model``, a whole pickled module. The expected scores per test cell are worked out by hand in
+``EXPECTED``.
+
+    python tests/banks/a4_attention_segmentation.py OUT_DIR     writes OUT_DIR/<student>/ (notebook + weights)
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import bank_tools
 from bank_tools import edit, without
 
 ASSIGNMENT = "a4_attention_segmentation"
-RELEASE = bank_tools.release_path(ASSIGNMENT)
-SOLUTION = bank_tools.solution_path(ASSIGNMENT)
-WEIGHTS = "segmentation_unet.pt"
 
 #: Points of every autograded test cell.
 POINTS = {
@@ -30,7 +32,6 @@ POINTS = {
 }
 #: The hand-graded written answer.
 MANUAL = {"imbalance_answer": 4}
-FULL = sum(POINTS.values())
 
 
 #: Expected autograde score per student and test cell.
@@ -97,7 +98,8 @@ def solution_code() -> dict[str, str]:
 
 def setup_code() -> str:
     """The locked set-up cell (imports, constants)."""
-    return next(bank_tools.source(c) for c in bank_tools.load(SOLUTION)["cells"] if bank_tools.grade_id(c) == "setup")
+    cells = bank_tools.load(bank_tools.solution_path(ASSIGNMENT))["cells"]
+    return next(bank_tools.source(c) for c in cells if bank_tools.grade_id(c) == "setup")
 
 
 def _answers(student: str) -> dict[str, str]:
@@ -147,21 +149,38 @@ def _answers(student: str) -> dict[str, str]:
     return code
 
 
-def submission(student: str) -> str:
-    """The notebook file ``student`` hands in, as text."""
-    written = {} if student == "blank" else {
-        cell: "Predicting background everywhere gives a high pixel accuracy but a low mean IoU ..." for cell in MANUAL}
-    return bank_tools.submission(ASSIGNMENT, _answers(student), written)
+def solution_namespace() -> dict:
+    """The solution's set-up cell and its U-Net, Dice/IoU and training cells, executed."""
+    namespace: dict = {"__name__": "__main__"}
+    exec(setup_code(), namespace)
+    code = solution_code()
+    for cell in ("unet", "dice_iou", "train_unet"):
+        exec(code[cell], namespace)
+    return namespace
 
 
-def write_bank(folder: Path, weights: Path, pickled: Path) -> list[str]:
-    """Write ``folder/<student>/`` (the notebook and its weights file) for every student of the bank.
+def weight_files() -> dict[str, Path]:
+    """``kind -> file``: ``trained`` (the solution's ``train_segmentation_model``), ``pickled`` (a whole
+    U-Net pickled by ``torch.save(model, path)``); cached by the solution's hash and the task's settings."""
+    import torch
 
-    Args:
-        weights: a state_dict of the reference solution's trained U-Net (``torch.save``).
-        pickled: a file holding a whole pickled ``nn.Module`` (what ``torch.save(model, path)`` writes).
-    """
-    files = {student: None if student == "blank" else pickled if student == "pickled_model" else weights
-             for student in EXPECTED}
-    return bank_tools.write_bank(folder, ASSIGNMENT, {student: submission(student) for student in EXPECTED},
-                                 files, WEIGHTS)
+    from course_lib.grading.segmentation_checks import SEGMENTATION_TASK
+    from course_lib.models.unet import UNet
+
+    def make(files: dict[str, Path]) -> None:
+        torch.save(UNet(**SEGMENTATION_TASK.unet_kwargs()), files["pickled"])
+        solution_namespace()["train_segmentation_model"](str(files["trained"]))
+
+    return bank_tools.cached_files(ASSIGNMENT, ("trained", "pickled"), make,
+                                   depends_on=repr(SEGMENTATION_TASK) + torch.__version__)
+
+
+BANK = bank_tools.Bank(
+    ASSIGNMENT, POINTS, MANUAL, EXPECTED, FEEDBACK_MESSAGES, _answers,
+    written={"imbalance_answer": "Predicting background everywhere gives a high pixel accuracy but a low mean IoU ..."},
+    secrets=("SECase(", "UNetCase(", "MaskCase(", "seed=2718", "torch.cat([skip", "dims = (0, 2, 3)"),
+    weights=bank_tools.Weights("segmentation_unet.pt", weight_files, {"blank": None, "pickled_model": "pickled"}))
+write_bank = BANK.write  # for benchmarks/grading_sandbox.py
+
+if __name__ == "__main__":
+    bank_tools.main(BANK, sys.argv)

@@ -4,17 +4,17 @@ Each student starts from ``assignments/a5_gans/a5_gans.ipynb`` and fills its sol
 reference solution's code, changed the way real students get it wrong. The expected scores per test
 cell are worked out in ``EXPECTED`` (the short training run of part 4 is seeded, so its outcome for
 a wrong submission is as reproducible as the others).
+
+    python tests/banks/a5_gans.py OUT_DIR     writes OUT_DIR/<student>/a5_gans.ipynb
 """
 from __future__ import annotations
 
-from pathlib import Path
+import sys
 
 import bank_tools
 from bank_tools import edit, without
 
 ASSIGNMENT = "a5_gans"
-RELEASE = bank_tools.release_path(ASSIGNMENT)
-SOLUTION = bank_tools.solution_path(ASSIGNMENT)
 
 #: Points of every autograded test cell.
 POINTS = {
@@ -25,7 +25,6 @@ POINTS = {
 }
 #: The hand-graded written answer.
 MANUAL = {"nonsaturating_answer": 4}
-FULL = sum(POINTS.values())
 
 
 #: Expected autograde score per student and test cell.
@@ -122,13 +121,11 @@ def _answers(student: str) -> dict[str, str]:
     return code
 
 
-def submission(student: str) -> str:
-    """The notebook file ``student`` hands in, as text."""
-    written = {} if student == "blank" else {
-        cell: "The derivative of log(1 - sigmoid(l)) is -sigmoid(l), which vanishes when ..." for cell in MANUAL}
-    return bank_tools.submission(ASSIGNMENT, _answers(student), written)
+BANK = bank_tools.Bank(
+    ASSIGNMENT, POINTS, MANUAL, EXPECTED, FEEDBACK_MESSAGES, _answers,
+    written={"nonsaturating_answer": "The derivative of log(1 - sigmoid(l)) is -sigmoid(l), which vanishes when ..."},
+    secrets=("NetCase(", "LossCase(", "StepCase(", "TrainingCase(", "G(z_d).detach()", "F.softplus(-fake_logits)"))
+write_bank = BANK.write  # for benchmarks/grading_sandbox.py
 
-
-def write_bank(folder: Path) -> list[str]:
-    """Write ``folder/<student>/a5_gans.ipynb`` for every student of the bank."""
-    return bank_tools.write_bank(folder, ASSIGNMENT, {student: submission(student) for student in EXPECTED})
+if __name__ == "__main__":
+    bank_tools.main(BANK, sys.argv)

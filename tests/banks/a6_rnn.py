@@ -22,9 +22,6 @@ import bank_tools
 from bank_tools import edit, without
 
 ASSIGNMENT = "a6_rnn"
-RELEASE = bank_tools.release_path(ASSIGNMENT)
-SOLUTION = bank_tools.solution_path(ASSIGNMENT)
-WEIGHTS = "rnn_classifier.pt"
 MANUAL = {"long_memory_answer": 4}
 
 #: Points of every autograded test cell.
@@ -34,7 +31,6 @@ POINTS = {
     "test_clip_grad_norm": 2, "test_clip_grad_norm_hidden": 2,
     "test_classifier_model": 1, "test_classifier_accuracy": 5,
 }
-FULL = sum(POINTS.values())
 
 
 #: Expected autograde score per student and test cell.
@@ -133,19 +129,11 @@ def _answers(student: str) -> dict[str, str]:
     return code
 
 
-def _pickle_the_model(cell: dict) -> None:
+def _pickle_the_model(student: str, cell: dict) -> None:
     """The training cell of a student who saved the whole model (``torch.save(model, ...)``)."""
-    if cell["cell_type"] == "code" and "def submitted_weights" in bank_tools.source(cell):
+    if student == "pickled_model" and cell["cell_type"] == "code" and "def submitted_weights" in bank_tools.source(cell):
         cell["source"] = edit(bank_tools.source(cell), "torch.save(model.state_dict(), WEIGHTS)",
                               "torch.save(model, WEIGHTS)")
-
-
-def submission(student: str) -> str:
-    """The notebook ``student`` hands in, as text."""
-    written = {} if student == "blank" else {
-        "long_memory_answer": "The gradient through T steps is a product of T Jacobians W_hh^T diag(1 - h_t^2) ..."}
-    return bank_tools.submission(ASSIGNMENT, _answers(student), written,
-                                 _pickle_the_model if student == "pickled_model" else None)
 
 
 def _setup_or_solution(cell: dict) -> bool:
@@ -187,12 +175,13 @@ WEIGHT_FILE = {student: "trained" for student in EXPECTED} | {
     "blank": None, "saved_before_training": "untrained", "pickled_model": "pickled"}
 
 
-def write_bank(folder: Path) -> list[str]:
-    """Write ``folder/<student>/a6_rnn.ipynb`` and the student's ``rnn_classifier.pt``."""
-    files = weight_files()
-    return bank_tools.write_bank(folder, ASSIGNMENT, {student: submission(student) for student in EXPECTED},
-                                 {s: files[k] if k else None for s, k in WEIGHT_FILE.items()}, WEIGHTS)
-
+BANK = bank_tools.Bank(
+    ASSIGNMENT, POINTS, MANUAL, EXPECTED, FEEDBACK_MESSAGES, _answers,
+    written={"long_memory_answer": "The gradient through T steps is a product of T Jacobians W_hh^T diag(1 - h_t^2) ..."},
+    secrets=("CellCase(", "BPTTCase(", "ClipCase(", "check_classifier_accuracy(model_config", "r * (h @ params",
+             "1 - hs[t + 1] ** 2"),
+    weights=bank_tools.Weights("rnn_classifier.pt", weight_files, WEIGHT_FILE), change=_pickle_the_model)
+write_bank = BANK.write  # for benchmarks/grading_sandbox.py
 
 if __name__ == "__main__":
-    print(*write_bank(Path(sys.argv[1])), sep="\n")
+    bank_tools.main(BANK, sys.argv)

@@ -23,9 +23,6 @@ import bank_tools
 from bank_tools import edit, without
 
 ASSIGNMENT = "a7_training"
-RELEASE = bank_tools.release_path(ASSIGNMENT)
-SOLUTION = bank_tools.solution_path(ASSIGNMENT)
-WEIGHTS = "a7_model.pt"
 MANUAL = {"adamw_answer": 3}
 
 #: Points of every autograded test cell.
@@ -38,7 +35,6 @@ POINTS = {
     "test_smoothed_cross_entropy": 2, "test_smoothing_hidden": 2,
     "test_model_file": 1, "test_model_accuracy": 4,
 }
-FULL = sum(POINTS.values())
 
 #: ``student -> [(solution cell, old, new), ...]``: the mistake, as an edit of the reference solution.
 MISTAKES: dict[str, list[tuple[str, str, str]]] = {
@@ -141,13 +137,6 @@ def _answers(student: str) -> dict[str, str]:
     return code
 
 
-def submission(student: str) -> str:
-    """The notebook ``student`` hands in, as text."""
-    written = {} if student == "blank" else {
-        "adamw_answer": "Adam divides the L2 term by sqrt(v_hat) too, so weights with large gradients decay less ..."}
-    return bank_tools.submission(ASSIGNMENT, _answers(student), written)
-
-
 def _setup_or_solution(cell: dict) -> bool:
     """The set-up, the given ScratchBatchNorm2d and the solution cells; not the training cell, which
     would write into the working directory."""
@@ -191,12 +180,13 @@ WEIGHT_FILE = {student: "trained" for student in EXPECTED} | {
     "blank": None, "saved_before_training": "untrained", "pickled_model": "pickled"}
 
 
-def write_bank(folder: Path) -> list[str]:
-    """Write ``folder/<student>/a7_training.ipynb`` and the student's ``a7_model.pt``."""
-    files = weight_files()
-    return bank_tools.write_bank(folder, ASSIGNMENT, {student: submission(student) for student in EXPECTED},
-                                 {s: files[k] if k else None for s, k in WEIGHT_FILE.items()}, WEIGHTS)
-
+BANK = bank_tools.Bank(
+    ASSIGNMENT, POINTS, MANUAL, EXPECTED, FEEDBACK_MESSAGES, _answers,
+    written={"adamw_answer": "Adam divides the L2 term by sqrt(v_hat) too, so weights with large gradients decay less ..."},
+    secrets=("BNCase(", "OptimCase(", "InitCase(", "SmoothingCase(", "GradCase(", "DropoutCase(",
+             "m / (1 - beta1 ** t)", "(plus - minus) / (2 * h)", "var * m / (m - 1)"),
+    weights=bank_tools.Weights("a7_model.pt", weight_files, WEIGHT_FILE))
+write_bank = BANK.write  # for benchmarks/grading_sandbox.py
 
 if __name__ == "__main__":
-    print(*write_bank(Path(sys.argv[1])), sep="\n")
+    bank_tools.main(BANK, sys.argv)

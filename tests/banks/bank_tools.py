@@ -3,6 +3,10 @@
 A bank starts from the released notebook, fills its solution cells with the reference solution's
 code changed the way real students get it wrong, and (for assignments with a trained part) hands in
 a weight file made once by the solution's own code and cached by the solution's hash.
+
+Each bank module describes itself as one :class:`Bank` (its module-level ``BANK``): the points of
+the test cells, the expected score of every student, the message each failing student must see.
+``tests/test_banks.py`` grades every ``BANK`` through the instructor's autograde command.
 """
 from __future__ import annotations
 
@@ -11,7 +15,10 @@ import json
 import re
 import shutil
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from course_lib.checkpoint import made_once
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / "_build" / "test-grading"
@@ -66,7 +73,8 @@ def edit(text: str, old: str, new: str) -> str:
 def submission(assignment: str, answers: dict[str, str], written: dict[str, str] | None = None,
                change: Callable[[dict], None] | None = None) -> str:
     """The released notebook with ``answers`` (grade_id -> code) and ``written`` (grade_id -> text of
-    a manually graded answer) filled in; ``change(cell)`` may edit any other cell in place."""
+    a manually graded answer) filled in; ``change(cell)`` may edit any other cell in place (or empty it:
+    ``cell.clear()`` deletes it)."""
     nb = load(release_path(assignment))
     for cell in nb["cells"]:
         gid = grade_id(cell)
@@ -76,6 +84,7 @@ def submission(assignment: str, answers: dict[str, str], written: dict[str, str]
             cell["source"] = written[gid]
         if change is not None:
             change(cell)
+    nb["cells"] = [cell for cell in nb["cells"] if cell]  # a cell that ``change`` emptied is deleted
     return json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
 
 
@@ -90,29 +99,81 @@ def solution_namespace(assignment: str, keep: Callable[[dict], bool] | None = No
     return namespace
 
 
-def cached_files(assignment: str, kinds: Iterable[str], make: Callable[[dict[str, Path]], None]) -> dict[str, Path]:
-    """``kind -> file`` under ``_build/test-grading/<assignment>-<hash of the solution>/``; ``make(files)``
-    writes them when any is missing (each is written to ``.part`` first, so a crash leaves no half file)."""
-    key = hashlib.sha256(solution_path(assignment).read_bytes()).hexdigest()[:16]
+def cached_files(assignment: str, kinds: Iterable[str], make: Callable[[dict[str, Path]], None],
+                 depends_on: str = "") -> dict[str, Path]:
+    """``kind -> file`` under ``_build/test-grading/<assignment>-<hash>/``, the hash of the solution
+    (and of ``depends_on``: whatever else the training reads, e.g. a task's settings in course_lib);
+    ``make(files)`` writes them when any is missing, through :func:`course_lib.checkpoint.made_once`
+    (written to ``.part`` files first, so a crash leaves no half file)."""
+    key = hashlib.sha256(solution_path(assignment).read_bytes() + depends_on.encode()).hexdigest()[:16]
     folder = CACHE / f"{assignment}-{key}"
-    files = {kind: folder / f"{kind}.pt" for kind in kinds}
-    if all(p.is_file() for p in files.values()):
-        return files
-    folder.mkdir(parents=True, exist_ok=True)
-    parts = {kind: p.with_suffix(".pt.part") for kind, p in files.items()}
-    make(parts)
-    for kind, part in parts.items():
-        part.replace(files[kind])
-    return files
+    return made_once({kind: folder / f"{kind}.pt" for kind in kinds}, make)
 
 
-def write_bank(folder: Path, assignment: str, notebooks: dict[str, str], weights: dict[str, Path | None] | None = None,
-               weights_name: str | None = None) -> list[str]:
-    """Write ``folder/<student>/<assignment>.ipynb`` and, where ``weights[student]`` is a file, copy
-    it to ``folder/<student>/<weights_name>``."""
-    for student, text in notebooks.items():
-        (folder / student).mkdir(parents=True, exist_ok=True)
-        (folder / student / f"{assignment}.ipynb").write_text(text, encoding="utf-8")
-        if weights and weights.get(student):
-            shutil.copyfile(weights[student], folder / student / weights_name)
-    return list(notebooks)
+@dataclass(frozen=True)
+class Weights:
+    """The weight file a bank's students hand in next to the notebook."""
+
+    name: str  #: its file name, as the assignment asks for it (e.g. ``a2_model.pt``)
+    files: Callable[[], dict[str, Path]]  #: ``kind -> file``, made once (:func:`cached_files`)
+    handed_in: dict[str, str | None] = field(default_factory=dict)  #: ``student -> kind`` (None: no file); default "trained"
+
+    def of(self, student: str, files: dict[str, Path]) -> Path | None:
+        kind = self.handed_in.get(student, "trained")
+        return files[kind] if kind else None
+
+
+@dataclass(frozen=True)
+class Bank:
+    """One assignment's bank of submissions: what ``tests/test_banks.py`` grades and what it expects.
+
+    ``expected`` maps each student to ``{test cell: score}`` (``None``: the file cannot be graded);
+    ``feedback`` to a line the student's graded notebook must show; ``answers(student)`` gives the
+    student's solution cells (``grade_id -> code``); every student but ``blank`` writes ``written``
+    (``grade_id -> text``) into the hand-graded cells; ``change(student, cell)`` may edit any other cell.
+    ``secrets`` are texts of the solution that the release must not show.
+    """
+
+    assignment: str
+    points: dict[str, int]
+    manual: dict[str, int]
+    expected: dict[str, dict[str, int] | None]
+    feedback: dict[str, str]
+    answers: Callable[[str], dict[str, str]]
+    written: dict[str, str] = field(default_factory=dict)
+    secrets: tuple[str, ...] = ()
+    weights: Weights | None = None
+    change: Callable[[str, dict], None] | None = None
+
+    @property
+    def release(self) -> Path:
+        return release_path(self.assignment)
+
+    @property
+    def solution(self) -> Path:
+        return solution_path(self.assignment)
+
+    @property
+    def full(self) -> int:
+        return sum(self.points.values())
+
+    def submission(self, student: str) -> str:
+        """The notebook ``student`` hands in, as text."""
+        change = None if self.change is None else (lambda cell: self.change(student, cell))
+        return submission(self.assignment, self.answers(student), {} if student == "blank" else self.written, change)
+
+    def write(self, folder: Path) -> list[str]:
+        """Write ``folder/<student>/<assignment>.ipynb`` (and the student's weight file) for every student."""
+        files = self.weights.files() if self.weights else {}
+        for student in self.expected:
+            (folder / student).mkdir(parents=True, exist_ok=True)
+            (folder / student / f"{self.assignment}.ipynb").write_text(self.submission(student), encoding="utf-8")
+            handed_in = self.weights.of(student, files) if self.weights else None
+            if handed_in:
+                shutil.copyfile(handed_in, folder / student / self.weights.name)
+        return list(self.expected)
+
+
+def main(bank: Bank, argv: list[str]) -> None:
+    """``python tests/banks/<bank>.py OUT_DIR``: write the bank there, to look at or to grade."""
+    print(*bank.write(Path(argv[1])), sep="\n")

@@ -271,12 +271,7 @@ class Sandbox:
         with selectors.DefaultSelector() as sel:
             sel.register(fd, selectors.EVENT_READ)
             while b"\n" not in chunks[-1]:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    self.kill()
-                    raise SandboxError(f"timed out after {timeout:g} s (the sandbox was killed)")
-                if not sel.select(left):
-                    continue
+                self._wait(sel, deadline, timeout)
                 chunk = os.read(fd, 1 << 20)
                 if not chunk:
                     self.proc.wait(timeout=5)
@@ -290,12 +285,21 @@ class Sandbox:
         try:
             reply = json.loads(line)
         except ValueError:
-            self.kill()
-            raise SandboxError("broke the protocol (the sandbox was killed)") from None
+            reply = None
         if type(reply) is not dict:
             self.kill()
             raise SandboxError("broke the protocol (the sandbox was killed)")
         return reply
+
+    def _wait(self, sel: selectors.BaseSelector, deadline: float, timeout: float) -> None:
+        """Block until the pipe registered in ``sel`` is ready; past the deadline, kill the sandbox."""
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.kill()
+                raise SandboxError(f"timed out after {timeout:g} s (the sandbox was killed)")
+            if sel.select(left):
+                return
 
     def _write(self, data: bytes, deadline: float, timeout: float) -> None:
         """Write without blocking past the deadline (a worker that stops reading cannot hang us)."""
@@ -305,12 +309,7 @@ class Sandbox:
         with selectors.DefaultSelector() as sel:
             sel.register(fd, selectors.EVENT_WRITE)
             while view:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    self.kill()
-                    raise SandboxError(f"timed out after {timeout:g} s (the sandbox was killed)")
-                if not sel.select(left):
-                    continue
+                self._wait(sel, deadline, timeout)
                 try:
                     view = view[os.write(fd, view):]
                 except BlockingIOError:
