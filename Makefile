@@ -88,7 +88,7 @@ clean:
 
 # ---- Instructors: homework with nbgrader (README, "For instructors (grading)") ----------------
 # make release                                    regenerate assignments/ from solutions/ (commit it)
-# make autograde [ASSIGNMENT=a1_convolution] [SUBMISSIONS=folder] [LMS=1 | PATTERN=regex] [ROSTER=roster.csv]
+# make autograde [ASSIGNMENT=a1_convolution] [SUBMISSIONS=folder|download.zip] [LMS=1 | PATTERN=regex] [ROSTER=roster.csv]
 #                [DUE='2026-12-01 23:59'] [TIMEZONE=Europe/Paris] [STUDENT=id] [FORCE=1] [JOBS=4]
 #                [DB_URL=postgresql+psycopg2://...] [SCHEDULER=tcp://host:8786]
 #                [CALL_TIMEOUT=60] [START_TIMEOUT=120] [TIMEOUT=600] [MEMORY=6144]

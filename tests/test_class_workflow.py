@@ -25,7 +25,7 @@ import pytest
 from conftest import ROOT, zip_bytes
 from submission_bank import ASSIGNMENT as A1, EXPECTED, FULL, submission
 
-from course_lib.grading.autograder import cli, lateness, lms, roster
+from course_lib.grading.autograder import cli, gradebook, lateness, lms, roster
 from course_lib.grading.autograder.results import GRADED, Store
 
 UTC = timezone.utc
@@ -126,6 +126,62 @@ def test_a_roster_is_read_as_nbgrader_imports_it(tmp_path):
         path.write_text(text)
         with pytest.raises(ValueError, match=re.escape(message)):
             roster.read_roster(path)
+
+
+# -- the instructor's mistakes: one clear line, nothing created ------------------------------------
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_export_without_a_gradebook_says_so_and_creates_nothing(tmp_path, capsys):
+    course = tmp_path / "course"
+    course.mkdir()
+    (tmp_path / "roster.csv").write_text("id\nalice\n")
+    for extra in ([], ["--roster", str(tmp_path / "roster.csv"), "--due", "2026-12-01 12:00"]):
+        assert cli.main(["--root", str(course), "export", A1, *extra]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"error: no gradebook at {course / 'gradebook.db'}: run `release {A1}` and `autograde {A1}` "
+                       "first"]
+        assert list(course.iterdir()) == []  # no empty gradebook.db, no exports/
+
+
+def test_export_of_an_assignment_not_in_the_gradebook_changes_nothing(tmp_path, capsys, monkeypatch):
+    from nbgrader.api import Gradebook
+
+    monkeypatch.setenv("PATH", os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]))  # alembic
+    course = tmp_path / "course"
+    course.mkdir()
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        gb.add_assignment("a2_architectures")
+        gb.add_student("alice")
+    before = _files(course)
+    for extra in ([], ["--due", "2026-12-01 12:00"]):  # --due would have created the assignment, empty
+        assert cli.main(["--root", str(course), "export", A1, *extra]) == 1
+        assert capsys.readouterr().err.strip().splitlines() == [
+            f"error: '{A1}' is not in the gradebook at sqlite:///{course / 'gradebook.db'}: run `release {A1}` and "
+            f"`autograde {A1}` first"]
+        assert _files(course) == before
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        assert [a.name for a in gb.assignments] == ["a2_architectures"]
+    (tmp_path / "empty.db").write_bytes(b"")
+    with pytest.raises(ValueError, match="is not an nbgrader gradebook"):
+        gradebook.require_assignment(f"sqlite:///{tmp_path / 'empty.db'}", A1)
+    assert (tmp_path / "empty.db").read_bytes() == b""
+
+
+def test_jobs_with_a_scheduler_is_refused_before_anything_runs(course, tmp_path, capsys, monkeypatch):
+    calls = []
+    monkeypatch.setattr(cli, "collect", lambda *a, **kw: calls.append("collect"))
+    monkeypatch.setattr(cli, "autograde", lambda *a, **kw: calls.append(kw) or {})
+    command = ["--root", str(course), "autograde", A1, "--scheduler", "tcp://127.0.0.1:9"]
+    assert cli.main([*command, "--jobs", "4", "--submissions", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --jobs 4 counts this machine's submissions at once; "
+                                               "with --scheduler the cluster's workers grade")
+    assert calls == []
+    assert cli.main([*command, "--jobs", "1"]) == 0  # the default, as the Makefile passes it
+    assert calls == [dict(calls[0], scheduler="tcp://127.0.0.1:9", jobs=1)]
 
 
 # -- the whole workflow, for real ------------------------------------------------------------------

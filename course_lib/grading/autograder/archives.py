@@ -24,13 +24,19 @@ class Intake(Protocol):
     def offer(self, name: str, declared: int, opener, target: str | None = None, shown: str | None = None) -> None: ...
 
 
+def leaves_folder(path: str) -> bool:
+    """Whether an archive member's path is absolute, has a drive letter or ``..`` (``/`` or ``\\``):
+    unpacked as it is, it would land outside the folder it is unpacked in."""
+    return path.startswith(("/", "\\")) or bool(re.match(r"^[A-Za-z]:", path)) \
+        or ".." in path.replace("\\", "/").split("/")
+
+
 def member_name(intake: Intake, path: str, is_dir: bool) -> str | None:
     """The file name an archive member stands for, or ``None`` (refused, or the student's folder)."""
-    parts = path.replace("\\", "/").split("/")
-    if path.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", path) or ".." in parts:
+    if leaves_folder(path):
         intake.refuse(path, "an absolute path or one that leaves the student's folder")
         return None
-    parts = [p for p in parts if p not in ("", ".")]
+    parts = [p for p in path.replace("\\", "/").split("/") if p not in ("", ".")]
     if parts and parts[0] == intake.student and (len(parts) > 1 or is_dir):
         parts = parts[1:]  # the archive holds the folder STUDENT/
     if not parts:

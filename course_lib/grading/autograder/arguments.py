@@ -51,7 +51,9 @@ def _autograde(grade: argparse.ArgumentParser) -> None:
     grade.add_argument("assignment")
     grade.add_argument("--submissions", type=Path, help="first copy FOLDER/STUDENT.ipynb, FOLDER/STUDENT/ or FOLDER/STUDENT.zip|"
                        ".tar|.tar.gz|.tgz in (links never followed; only the expected files: see autograder/inbox.py); "
-                       "with --lms or --pattern, FOLDER is an LMS download instead (autograder/lms.py)")
+                       "with --lms or --pattern, FOLDER is an LMS download instead (autograder/lms.py), unpacked or "
+                       "the LMS's download.zip as it comes (refused whole if it holds a link, a .. path or too many "
+                       "bytes: autograder/lms_download.py)")
     grade.add_argument("--lms", action="store_true", help=f"--submissions is an LMS download named as --pattern's default, "
                        f"{DEFAULT_PATTERN} (e.g. alice_12345_LATE_2026-12-01-10-00-00_a1_convolution.ipynb)")
     grade.add_argument("--pattern", help="the LMS download's file names: a regular expression with the named groups "
@@ -73,10 +75,11 @@ def _autograde(grade: argparse.ArgumentParser) -> None:
     grade.add_argument("--max-file-mb", type=int, default=Policy.max_file >> 20, help="MiB a submitted file may hold")
     grade.add_argument("--max-submission-mb", type=int, default=Policy.max_student >> 20,
                        help="MiB a student's files may hold together")
-    grade.add_argument("--jobs", "-j", type=int, default=1, help="submissions graded at once")
+    grade.add_argument("--jobs", "-j", type=int, default=1, help="submissions graded at once on this machine "
+                       "(with --scheduler, an error above 1: the cluster's workers decide, dask worker --nworkers N)")
     grade.add_argument("--scheduler", metavar="ADDRESS", help="grade on the Dask cluster of this scheduler "
-                       "(tcp://HOST:8786) instead of here (--jobs is then the cluster's workers); the gradebook is "
-                       "still written here (README: grading)")
+                       "(tcp://HOST:8786) instead of here, as many at once as it has worker processes (--jobs > 1 "
+                       "is refused); the gradebook is still written here (README: grading)")
     grade.add_argument("--call-timeout", type=float, default=60.0, help="seconds per call of a student's function")
     grade.add_argument("--start-timeout", type=float, default=120.0, help="seconds to run a student's code cells")
     grade.add_argument("--timeout", type=float, default=600.0, help="seconds per submission in all")

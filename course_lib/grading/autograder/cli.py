@@ -1,7 +1,7 @@
 """The instructor's commands around nbgrader: release, autograde, grades, export, feedback.
 
     python -m course_lib.grading release   [ASSIGNMENT ...]          solutions/ -> assignments/
-    python -m course_lib.grading autograde ASSIGNMENT [--submissions DIR [--lms | --pattern RE]] [--roster CSV]
+    python -m course_lib.grading autograde ASSIGNMENT [--submissions DIR|ZIP [--lms | --pattern RE]] [--roster CSV]
                                  [--due WHEN] [--student ID] [--force] [--jobs N]   grade every submission
                                                                    (sandboxed, resumable; --no-sandbox: stock nbgrader)
     python -m course_lib.grading doctor                              can this machine grade? (autograde checks first)
@@ -30,8 +30,9 @@ import threading
 from pathlib import Path
 
 import course_lib
-from course_lib.grading.autograder import (arguments, distributed, inbox, jail_rootless, lateness, lms, lms_export,
-                                          preflight, results, roster, session, student_text)
+from course_lib.grading.autograder import (arguments, distributed, gradebook, inbox, jail_rootless, lateness, lms,
+                                          lms_download, lms_export, preflight, results, roster, session, student_text)
+from course_lib.grading.autograder.gradebook import DB_URL_ENV, db_url
 from course_lib.grading.autograder.jail import Limits
 from course_lib.grading.autograder.nbgrader_plugins import SANDBOX_RESULTS_ENV, UNSANDBOXED_ENV
 
@@ -52,16 +53,6 @@ LOCAL_MATHJAX = """<!-- MathJax 3, served from the folder next to this page (no 
     };
     </script>
     <script defer src="mathjax/tex-svg.js"></script>"""
-
-
-#: A gradebook other than ``ROOT/gradebook.db``, e.g. ``postgresql+psycopg2://user@/gradebook?host=/run/postgresql``
-#: for a large class (the global option ``--db-url`` sets it); nbgrader gets it as ``CourseDirectory.db_url``.
-DB_URL_ENV = "COURSE_DB_URL"
-
-
-def db_url(root: Path) -> str:
-    """The gradebook's SQLAlchemy URL: ``$COURSE_DB_URL``, or SQLite in the course directory."""
-    return os.environ.get(DB_URL_ENV) or f"sqlite:///{root / 'gradebook.db'}"
 
 
 def nbgrader(root: Path, *args: str, check: bool = True, env_extra: dict | None = None) -> subprocess.CompletedProcess:
@@ -109,7 +100,8 @@ def collect(root: Path, assignment: str, folder: Path, max_file: int = inbox.Pol
     Accepts ``folder/STUDENT.ipynb`` (one-notebook assignments), ``folder/STUDENT/`` (its notebooks
     and the data files the assignment declares, e.g. the weights of a trained model that a test
     loads) and ``folder/STUDENT.zip``/``.tar``/``.tar.gz``/``.tgz``; with a ``pattern``, ``folder`` is
-    an LMS download whose file names say the student and the time (:mod:`~course_lib.grading.autograder.lms`).
+    an LMS download whose file names say the student and the time (:mod:`~course_lib.grading.autograder.lms`),
+    unpacked or the LMS's ``.zip`` (:mod:`~course_lib.grading.autograder.lms_download`).
     Links are never followed and anything unexpected is refused with a message, without stopping the
     others: the policy is :mod:`~course_lib.grading.autograder.inbox`'s docstring. The refusals are kept
     in ``reports/ASSIGNMENT_not_collected.csv`` for the export.
@@ -119,9 +111,12 @@ def collect(root: Path, assignment: str, folder: Path, max_file: int = inbox.Pol
         raise FileNotFoundError(f"assignment {assignment!r} has no released notebook in {root / 'assignments'}")
     policy = inbox.expected_files(release, max_file=max_file, max_student=max_student)
     if pattern is None:
+        if not folder.is_dir():
+            raise ValueError(f"--submissions {folder} is not a folder (an LMS download's .zip needs --lms or --pattern)")
         report = inbox.collect(root, assignment, folder, policy)
     else:
-        report = lms.collect(root, assignment, folder, policy, pattern, zone)
+        with lms_download.unpacked(folder, policy) as download:  # a .zip: checked whole, then a folder
+            report = lms.collect(root, assignment, download, policy, pattern, zone)
     lms_export.write_refused(root / "reports" / f"{assignment}_not_collected.csv", report.refused)
     return report
 
@@ -137,15 +132,13 @@ def set_due_date(root: Path, assignment: str, due) -> None:
 
 
 def export_lms(root: Path, assignment: str, output: Path, policy: lateness.LatePolicy) -> Path:
-    """Write ``assignment``'s LMS table (:mod:`~course_lib.grading.autograder.lms_export`) to ``output``."""
-    from nbgrader.api import Gradebook, MissingEntry
+    """Write ``assignment``'s LMS table (:mod:`~course_lib.grading.autograder.lms_export`) to ``output``;
+    the gradebook must hold it (:func:`~course_lib.grading.autograder.gradebook.require_assignment`)."""
+    from nbgrader.api import Gradebook
 
     refused = lms_export.read_refused(root / "reports" / f"{assignment}_not_collected.csv")
     with Gradebook(db_url(root)) as gb:
-        try:
-            rows = lms_export.export_rows(gb, assignment, policy, results.Store(root, assignment), refused)
-        except MissingEntry:
-            raise ValueError(f"{assignment!r} is not in the gradebook: run `release` first") from None
+        rows = lms_export.export_rows(gb, assignment, policy, results.Store(root, assignment), refused)
     lms_export.write_csv(rows, output)
     counts = collections.Counter(re.split(r"[:(]", row["status"])[0].strip() for row in rows)
     print(f"{len(rows)} students written to {output}: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
@@ -344,6 +337,7 @@ def _main(argv: list[str] | None) -> int:
     elif args.command == "grades":
         export_grades(root, args.output if args.output.is_absolute() else root / args.output)
     elif args.command == "export":
+        gradebook.require_assignment(db_url(root), args.assignment)  # before anything writes to it
         _prepare_gradebook(root, args)
         output = args.output or Path("exports") / f"{args.assignment}.csv"
         policy = lateness.parse_policy(args.late_penalty, args.late_cap, args.late_cutoff)
@@ -356,6 +350,7 @@ def _main(argv: list[str] | None) -> int:
 
 def _autograde_command(root: Path, args: argparse.Namespace) -> None:
     """``autograde``: roster and due date into the gradebook, collection, grading, one line per student."""
+    _check_autograde_options(args)
     students = _prepare_gradebook(root, args)
     collected = None
     if args.submissions:
@@ -365,10 +360,6 @@ def _autograde_command(root: Path, args: argparse.Namespace) -> None:
         print(f"collected {len(collected.collected)} submissions, refused {len(collected.refused)}")
         if students is not None:
             roster.warn_unknown(students, collected.collected)
-    elif args.lms or args.pattern:
-        raise ValueError("--lms and --pattern describe the --submissions folder; give it")
-    if args.scheduler and args.sandbox is False:
-        raise ValueError("--scheduler grades in the workers' sandboxes; it cannot be combined with --no-sandbox")
     limits = Limits(call_timeout=args.call_timeout, start_timeout=args.start_timeout, memory=args.memory << 20)
     scores = autograde(root, args.assignment, sandbox=args.sandbox, jobs=max(1, args.jobs), limits=limits,
                        budget=args.timeout, student=args.student, force=args.force or bool(args.student),
@@ -379,6 +370,17 @@ def _autograde_command(root: Path, args: argparse.Namespace) -> None:
     for student, reason in sorted((collected.refused if collected else {}).items()):
         if student not in scores:
             print(f"{student_text.escape(student):24s} NOT COLLECTED ({student_text.escape(reason)})")
+
+
+def _check_autograde_options(args: argparse.Namespace) -> None:
+    """Options that contradict each other: refused before anything is collected or graded."""
+    if (args.lms or args.pattern) and not args.submissions:
+        raise ValueError("--lms and --pattern describe the --submissions folder; give it")
+    if args.scheduler and args.sandbox is False:
+        raise ValueError("--scheduler grades in the workers' sandboxes; it cannot be combined with --no-sandbox")
+    if args.scheduler and args.jobs > 1:  # the cluster decides: taking --jobs silently would mislead
+        raise ValueError(f"--jobs {args.jobs} counts this machine's submissions at once; with --scheduler the "
+                         "cluster's workers grade (start each `dask worker ADDRESS --nthreads 1 --nworkers N`): drop --jobs")
 
 
 def _prepare_gradebook(root: Path, args: argparse.Namespace) -> list[roster.Student] | None:

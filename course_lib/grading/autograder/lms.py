@@ -20,7 +20,8 @@ files of the latest upload are collected and the earlier ones are reported.
 
 Every file is read as in :mod:`~course_lib.grading.autograder.inbox`: links, devices and pipes are
 refused (never followed), sizes are limited, archives are read member by member, and only the files
-the assignment expects are written into ``submitted/STUDENT/ASSIGNMENT/``.
+the assignment expects are written into ``submitted/STUDENT/ASSIGNMENT/``. The download is a folder
+here; the LMS's single ``.zip`` is unpacked into one first (:mod:`~course_lib.grading.autograder.lms_download`).
 """
 from __future__ import annotations
 
