@@ -3,12 +3,17 @@
 * every ``{cite}`` key of the chapters is an entry of ``references.bib`` (a typo would only show as a
   Sphinx warning in a full build), and the bibliography is configured and in the table of contents;
 * every chapter an assignment says it mirrors exists in the book under that title (the title is the
-  chapter's first heading, without its number).
+  chapter's first heading, without its number);
+* no chapter prints, with ``show_source``, the course library's code that an assignment grades as
+  the student's answer (:data:`course_lib.grading.forbidden_ops.ANSWERS`).
 """
 from __future__ import annotations
 
+import ast
+import importlib
 import json
 import re
+import types
 from pathlib import Path
 
 import pytest
@@ -115,3 +120,80 @@ def test_chapter_links_to_assignment_parts_resolve_and_cover_every_autograded_pa
         for part, heading in assignment_parts(notebook).items():
             if "graded by hand" not in heading:  # the written answers are linked through their topic's parts
                 assert (notebook.stem, part) in linked, f"no chapter section links to {notebook.stem}, {heading!r}"
+
+
+def imported_names(tree: ast.Module) -> dict[str, str]:
+    """Name bound by an import of the chapter -> the dotted name it stands for."""
+    bound = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                bound[alias.asname or alias.name.split(".")[0]] = alias.name if alias.asname else alias.name.split(".")[0]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            for alias in node.names:
+                bound[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+    return bound
+
+
+def chapter_code(notebook: Path) -> ast.Module:
+    """All the code cells of ``notebook`` as one module (IPython's %magic and !shell lines left out)."""
+    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+    source = "\n".join(line for cell in cells if cell["cell_type"] == "code"
+                       for line in "".join(cell["source"]).splitlines() if not line.lstrip().startswith(("%", "!")))
+    return ast.parse(source, filename=str(notebook))
+
+
+def shown_sources(notebook: Path) -> list[str]:
+    """The dotted name behind every ``show_source(X)`` of ``notebook``, X traced through its imports."""
+    tree = chapter_code(notebook)
+    bound = imported_names(tree)
+    shown = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "show_source":
+            expr = ast.unparse(node.args[0])
+            head, _, rest = expr.partition(".")
+            assert head in bound, f"{notebook.name}: show_source({expr}) shows a name not imported from a module"
+            shown.append(".".join(filter(None, [bound[head], rest])))
+    return shown
+
+
+def find(dotted: str):
+    """The object of a dotted name: the longest importable prefix is the module, the rest attributes."""
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ModuleNotFoundError:
+            continue
+        for attr in parts[cut:]:
+            obj = getattr(obj, attr)
+        return obj
+    raise ModuleNotFoundError(dotted)
+
+
+def code_of(obj) -> set:
+    """The code objects whose source printing ``obj`` shows: its own (and what it wraps), or a class's methods'."""
+    members = vars(obj).values() if isinstance(obj, type) else [obj]
+    codes = set()
+    for member in members:
+        member = getattr(member, "__func__", member)  # staticmethod, classmethod
+        member = getattr(member, "fget", member)  # property
+        while isinstance(member, types.FunctionType):
+            codes.add(member.__code__)
+            member = getattr(member, "__wrapped__", None)
+    return codes
+
+
+CHAPTERS = sorted((ROOT / "chapters").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("notebook", CHAPTERS, ids=[nb.stem for nb in CHAPTERS])
+def test_chapter_prints_no_graded_answer(notebook):
+    """Issue 14: the chapter states the idea; the code that an assignment grades is the reader's to write."""
+    from course_lib.grading.forbidden_ops import ANSWERS
+
+    answers = {name: code_of(find(name)) for names in ANSWERS.values() for name in names}
+    printed = [(shown, name) for shown in shown_sources(notebook) for name, codes in answers.items()
+               if code_of(find(shown)) & codes]
+    assert not printed, (f"{notebook.name} prints graded answers with show_source: "
+                         + "; ".join(f"{shown} (the answer {name})" for shown, name in printed))
