@@ -43,6 +43,7 @@ def site(tmp_path_factory) -> Path:
     shutil.copytree(ROOT / "_ext", book / "_ext")
     shutil.copytree(ROOT / "_static", book / "_static")
     (book / "_extra").symlink_to(ROOT / "_extra")
+    (book / "assignments").symlink_to(ROOT / "assignments")  # the chapters' "Graded in" download links
     (book / "chapters").mkdir()
     for md in (ROOT / "chapters").glob("*.md"):
         shutil.copy(md, book / "chapters" / md.name)
@@ -266,11 +267,17 @@ def test_launch_download_and_repository_buttons_agree_with_config(site):
                 assert owner_repo in href, f"{notebook.stem}: {href} does not point to {owner_repo}"
         issues = [h for h in links if "/issues" in h]
         assert issues and all(h.startswith(url + "/issues") for h in issues), f"{notebook.stem}: issue links {issues}"
-        downloads = [h for h in links if h.endswith(".ipynb") and not urlparse(h).scheme]
+        local = [h for h in links if h.endswith(".ipynb") and not urlparse(h).scheme]
+        graded_in = [h for h in local if "/_downloads/" in h]  # the text's "Graded in" links to assignments
+        downloads = [h for h in local if h not in graded_in]
         assert downloads, f"{notebook.stem}: no download button for the notebook"
         for href in downloads:
             target = (site / "chapters" / href).resolve()
             assert target.name == notebook.name and target.is_file(), f"{notebook.stem}: download {href} is not this notebook"
+        for href in graded_in:
+            target = (site / "chapters" / href).resolve()
+            assert target.is_file() and (ROOT / "assignments" / target.stem / target.name).is_file(), (
+                f"{notebook.stem}: {href} is not a student assignment notebook")
 
 
 # ---- every chapter, in a real browser -----------------------------------------------------------

@@ -33,6 +33,9 @@ class _Started:
     def ensure(self) -> None:
         pass
 
+    def begin_test(self) -> None:
+        pass
+
 
 def test_a_students_builtin_or_undeclared_name_never_reaches_a_test(monkeypatch):
     student = {"range": lambda *args: [0], "clip": lambda x: 2 * x, "only_in_a_test": lambda: "student's"}
